@@ -42,6 +42,15 @@ EXIT_INTERRUPTED = 130
 
 _DEFAULTS = CrawlOptions(seeds=("http://placeholder.invalid/",))
 
+# Options whose command-line spelling is not "--" plus the kebab-case name.
+_OPTION_FLAGS = {
+    "seeds": "URL",
+    "selectors": "--select",
+    "select_all": "--select-all",
+    "allowed_domains": "--allowed-domain",
+    "sitemaps": "--sitemap",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``crawler`` command."""
@@ -292,7 +301,11 @@ def _add_crawl_arguments(crawl: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> CrawlOptions:
     """Build validated CrawlOptions from parsed arguments."""
     selectors = [Selector.parse(s) for s in args.select]
-    selectors += [Selector.parse(s, all_matches=True) for s in args.select_all]
+    for spec in args.select_all:
+        try:
+            selectors.append(Selector.parse(spec, all_matches=True))
+        except InvalidOptionError as exc:
+            raise InvalidOptionError("select_all", exc.message) from exc
     strip_params = tuple(p.strip() for p in args.strip_params.split(",") if p.strip())
     options = CrawlOptions(
         seeds=tuple(args.seeds),
@@ -345,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = (
             exc.option
             if exc.option.startswith("CRAWLER_")
-            else "--" + exc.option.replace("_", "-")
+            else _OPTION_FLAGS.get(exc.option, "--" + exc.option.replace("_", "-"))
         )
         parser.exit(EXIT_USAGE, f"crawler crawl: error: {flag}: {exc.message}\n")
 

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
@@ -109,7 +109,8 @@ class Crawler:
         )
         self._robots = RobotsCache(self._fetch_robots)
         self._delays_applied: set[str] = set()
-        self._scope = Scope(options, options.seeds)
+        # A sitemap-only crawl takes its hosts from the sitemap URLs.
+        self._scope = Scope(options, options.seeds or options.sitemaps)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._stop_reason: str | None = None
@@ -237,60 +238,68 @@ class Crawler:
             await self._store.done(request)
 
     async def _crawl(self, request: CrawlRequest) -> PageRecord | None:
+        """Fetch one request, following redirects hop by hop, and build its record."""
         fetched_at = utc_timestamp()
         started = self._clock()
         url = request.url
         chain = {request.key}
-        fetched = False
+
+        def failure(
+            final_url: str, kind: str, message: str, response: Response | None = None
+        ) -> PageRecord:
+            return self._failure(
+                request,
+                final_url,
+                fetched_at,
+                started,
+                PageError(kind, message),
+                response,
+            )
 
         for hop in range(self.options.max_redirects + 1):
             refusal = await self._robots_refusal(url)
             if refusal is not None:
-                if not fetched:
+                if hop == 0:
+                    # Nothing was fetched, so the page budget is given back.
                     self._budget_used -= 1
-                return self._failure(
-                    request, url, fetched_at, started, PageError("robots", refusal)
-                )
+                return failure(url, refusal.kind, refusal.message)
 
-            fetched = True
             try:
-                response = await self._fetch_with_retries(url)
+                response, attempts = await self._fetch_with_retries(url)
             except FetchError as exc:
-                return self._failure(
-                    request, url, fetched_at, started, PageError(exc.kind, exc.message)
-                )
+                record = failure(url, exc.kind, exc.message)
+                if exc.status is None:
+                    return record
+                return replace(record, status=exc.status, content_type=exc.content_type)
 
             location = response.location
             if location is None:
-                return await self._page_record(request, response, fetched_at, started)
+                return await self._page_record(
+                    request, response, attempts, fetched_at, started
+                )
 
             target = resolve_link(location, url)
             if target is None:
-                error = PageError(
-                    "http_status",
+                message = (
                     f"{describe_status(response.status)} with an unusable "
-                    f"Location {location!r}",
+                    f"Location {location!r}"
                 )
-                return self._failure(request, url, fetched_at, started, error, response)
+                return failure(url, "http_status", message, response)
             if hop == self.options.max_redirects:
-                break
+                message = (
+                    f"more than {self.options.max_redirects} redirects "
+                    f"(max_redirects); the last one points to {target}"
+                )
+                return failure(url, "redirect_loop", message, response)
+
             key = canonicalize_url(target, self.options.strip_params)
             if key in chain:
-                error = PageError(
-                    "redirect_loop",
-                    f"redirect loop: {target} was already visited from {request.url}",
-                )
-                return self._failure(
-                    request, target, fetched_at, started, error, response
-                )
+                message = f"redirect loop: {url} redirects back to {target}"
+                return failure(url, "redirect_loop", message, response)
             decision = self._scope.check(target)
             if not decision.allowed:
-                error = PageError(
-                    "out_of_scope", f"redirect to {target}: {decision.detail}"
-                )
-                return self._failure(
-                    request, target, fetched_at, started, error, response
-                )
+                message = f"redirect to {target}: {decision.detail}"
+                return failure(target, "out_of_scope", message, response)
             if not await self._store.claim_key(key):
                 # The target is queued or recorded under its own URL already.
                 self.stats.skipped["duplicate_redirect"] += 1
@@ -299,13 +308,11 @@ class Crawler:
             chain.add(key)
             url = target
 
-        error = PageError(
-            "redirect_loop",
-            f"more than {self.options.max_redirects} redirects (max_redirects)",
-        )
-        return self._failure(request, url, fetched_at, started, error)
+        raise AssertionError("unreachable: the loop returns on its last hop")
 
-    async def _fetch_with_retries(self, url: str) -> Response:
+    async def _fetch_with_retries(self, url: str) -> tuple[Response, int]:
+        """Fetch ``url``, retrying what may succeed later; return the response and
+        the number of attempts made."""
         host = host_key(url)
         attempt = 0
         while True:
@@ -332,42 +339,53 @@ class Crawler:
                 not self._retry.is_retryable_status(response.status)
                 or attempt > self._retry.max_retries
             ):
-                return response
-            if not self._schedule_retry(host, url, response, attempt):
-                return response
-            if (
-                response.status not in (429, 503)
-                or response.headers.get("Retry-After") is None
-            ):
-                await self._sleep(self._retry.backoff_s(attempt))
+                return response, attempt
+            retry_in = self._retry_delay(host, url, response, attempt)
+            if retry_in is None:
+                return response, attempt
+            await self._sleep(retry_in)
 
-    def _schedule_retry(
+    def _retry_delay(
         self, host: str, url: str, response: Response, attempt: int
-    ) -> bool:
-        """Apply a 429/503 Retry-After to the host; return False if it asks too much."""
+    ) -> float | None:
+        """Return how long to wait before retrying a 429 or 5xx, or None to give up.
+
+        A Retry-After on 429 or 503 raises the host's delay and pauses the host,
+        so the wait happens in the host's slot and every request to the host
+        observes it; without one, exponential backoff applies.
+        """
         retry_after = None
         if response.status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None and retry_after > self.options.max_retry_after_s:
+            logger.warning(
+                "Retry-After of %.0f s exceeds max_retry_after_s; giving up",
+                retry_after,
+                extra={"url": url, "status": response.status},
+            )
+            return None
+
         if retry_after is not None:
-            if retry_after > self.options.max_retry_after_s:
-                logger.warning(
-                    "Retry-After of %.0f s exceeds max_retry_after_s; giving up",
-                    retry_after,
-                    extra={"url": url, "status": response.status},
-                )
-                return False
             reason = f"Retry-After on {describe_status(response.status)}"
             self._politeness.raise_delay(host, retry_after, reason=reason)
             self._politeness.pause(host, retry_after)
+            delay = 0.0
+        else:
+            delay = self._retry.backoff_s(attempt)
         logger.warning(
-            "%s; retrying",
+            "%s; retrying in %.1f s",
             describe_status(response.status),
+            max(delay, retry_after or 0.0),
             extra={"url": url, "status": response.status, "attempt": attempt},
         )
-        return True
+        return delay
 
-    async def _robots_refusal(self, url: str) -> str | None:
-        """Return why robots.txt forbids ``url``, or None when it may be fetched."""
+    async def _robots_refusal(self, url: str) -> PageError | None:
+        """Return why robots.txt forbids ``url``, or None when it may be fetched.
+
+        When the guard blocked robots.txt itself, the page would be blocked
+        too, so the error says ``blocked_address`` rather than ``robots``.
+        """
         if not self.options.obey_robots:
             return None
         rules = await self._robots.rules_for(url)
@@ -381,7 +399,11 @@ class Crawler:
                 )
         if rules.can_fetch(url, self.options.user_agent):
             return None
-        return rules.explain(url)
+        if rules.fetch_error == "blocked_address":
+            return PageError(
+                "blocked_address", rules.note.removeprefix("blocked_address: ")
+            )
+        return PageError("robots", rules.explain(url))
 
     async def _fetch_robots(self, url: str, max_bytes: int) -> Response:
         async with self._politeness.slot(host_key(url)):
@@ -392,12 +414,20 @@ class Crawler:
     # -- records -----------------------------------------------------------
 
     async def _page_record(
-        self, request: CrawlRequest, response: Response, fetched_at: str, started: float
+        self,
+        request: CrawlRequest,
+        response: Response,
+        attempts: int,
+        fetched_at: str,
+        started: float,
     ) -> PageRecord:
         status = response.status
         error = None
         if status >= 300:
-            error = PageError("http_status", describe_status(status))
+            message = describe_status(status)
+            if attempts > 1:
+                message += f" (after {attempts} attempts)"
+            error = PageError("http_status", message)
 
         header_type = response.headers.get("Content-Type")
         parsed: ParsedPage | None = None
@@ -595,7 +625,7 @@ class Crawler:
     async def _fetch_following(self, url: str) -> Response:
         """Fetch ``url`` following redirects (for sitemaps, which may live on a CDN)."""
         for _ in range(self.options.max_redirects + 1):
-            response = await self._fetch_with_retries(url)
+            response, _attempts = await self._fetch_with_retries(url)
             target = response.location
             if target is None:
                 return response

@@ -38,7 +38,9 @@ class FetchError(CrawlerError):
 
     Kinds: ``dns``, ``connect``, ``tls``, ``timeout``, ``http_status``,
     ``too_large``, ``blocked_address``, ``redirect_loop``, ``decode``.
-    ``retryable`` says whether another attempt may succeed.
+    ``retryable`` says whether another attempt may succeed. ``status`` and
+    ``content_type`` are set when the response's headers had arrived before
+    the failure (a body too large, too slow or undecodable).
     """
 
     def __init__(
@@ -49,6 +51,8 @@ class FetchError(CrawlerError):
         self.kind = kind
         self.message = message
         self.retryable = retryable
+        self.status: int | None = None
+        self.content_type: str | None = None
 
 
 class BlockedAddressError(OSError):

@@ -60,11 +60,7 @@ class Response:
     @property
     def content_type(self) -> str | None:
         """The media type without parameters, lower-case, or None when absent."""
-        value = self.headers.get("Content-Type")
-        if not value:
-            return None
-        media_type = value.split(";", 1)[0].strip().lower()
-        return media_type or None
+        return _media_type(self.headers.get("Content-Type"))
 
     @property
     def location(self) -> str | None:
@@ -72,6 +68,12 @@ class Response:
         if self.status not in REDIRECT_STATUSES:
             return None
         return self.headers.get("Location") or None
+
+
+def _media_type(header: str | None) -> str | None:
+    if not header:
+        return None
+    return header.split(";", 1)[0].strip().lower() or None
 
 
 def create_session(guard: AddressGuard) -> aiohttp.ClientSession:
@@ -138,9 +140,17 @@ class Fetcher:
                     timeout=self._timeout,
                     headers=self._headers,
                 ) as resp:
-                    body = await self._read_body(url, resp, limit, truncate)
+                    try:
+                        body = await self._read_body(url, resp, limit, truncate)
+                    except FetchError as exc:
+                        exc.status = resp.status
+                        exc.content_type = _media_type(resp.headers.get("Content-Type"))
+                        raise
                     headers = CIMultiDictProxy(CIMultiDict(resp.headers))
                     status = resp.status
+        except aiohttp.ClientError as exc:
+            # Before TimeoutError: aiohttp's read and connect timeouts are both.
+            raise classify_client_error(url, exc) from exc
         except TimeoutError as exc:
             raise FetchError(
                 url,
@@ -149,8 +159,6 @@ class Fetcher:
                 "(total_timeout_s)",
                 retryable=True,
             ) from exc
-        except aiohttp.ClientError as exc:
-            raise classify_client_error(url, exc) from exc
         except BlockedAddressError as exc:
             raise FetchError(url, "blocked_address", str(exc)) from exc
 
@@ -214,15 +222,19 @@ class _BodyDecoder:
             self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             # Servers disagree on whether "deflate" has a zlib header; wbits=47
-            # does not cover raw deflate, so the first chunk decides.
+            # does not cover raw deflate, so the first two bytes decide.
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS)
         else:
             raise FetchError(
                 url, "decode", f"unsupported Content-Encoding {encoding!r}"
             )
         self._raw_fallback = encoding == "deflate"
+        # The bytes fed while the deflate header is undecided, replayed on fallback.
+        self._zlib_header = b""
+        self._received = 0
 
     def feed(self, chunk: bytes) -> None:
+        self._received += len(chunk)
         if self._decompressor is None:
             self._append(chunk)
             return
@@ -237,14 +249,17 @@ class _BodyDecoder:
         try:
             output = self._decompressor.decompress(data, room)
         except zlib.error as exc:
-            if self._raw_fallback and self._size == 0:
+            if self._raw_fallback:
                 self._raw_fallback = False
                 self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                return data
+                return self._zlib_header + data
             raise FetchError(
                 self._url, "decode", f"invalid {self._encoding} body: {exc}"
             ) from exc
-        self._raw_fallback = False
+        if self._raw_fallback:
+            # zlib checks its two-byte header as soon as both bytes arrive.
+            self._zlib_header += data[:2]
+            self._raw_fallback = len(self._zlib_header) < 2
         self._append(output)
 
         if self._decompressor.unconsumed_tail:
@@ -279,7 +294,8 @@ class _BodyDecoder:
                 raise FetchError(
                     self._url, "decode", f"invalid {self._encoding} body: {exc}"
                 ) from exc
-            if not self._decompressor.eof and self._size == 0:
+            # An empty body (a redirect, say) is fine with any Content-Encoding.
+            if not self._decompressor.eof and self._size == 0 and self._received:
                 raise FetchError(
                     self._url, "decode", f"truncated or invalid {self._encoding} body"
                 )
@@ -344,7 +360,8 @@ def parse_retry_after(
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isascii: str.isdigit also accepts digits such as "²" that float() rejects.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

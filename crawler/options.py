@@ -20,6 +20,7 @@ Scope = Literal["host", "domain", "allowlist"]
 SCOPES: tuple[str, ...] = ("host", "domain", "allowlist")
 
 _SELECTOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ class Selector:
                 "for example price=span.price or image=img.hero@src",
             )
         css, at, attr = rest.rpartition("@")
-        if not at:
+        # An "@" inside the CSS, as in a[href*="@"], does not start an attribute.
+        if not at or not _ATTRIBUTE_NAME.fullmatch(attr.strip()):
             css, attr = rest, ""
         selector = cls(
             name=name.strip(),

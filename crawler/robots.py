@@ -47,6 +47,8 @@ class RobotsRules:
     disallow_all: bool = False
     note: str = ""
     sitemaps: tuple[str, ...] = field(default=())
+    fetch_error: str | None = None
+    """The FetchError kind when robots.txt could not be fetched at all."""
 
     def can_fetch(self, url: str, user_agent: str) -> bool:
         """Return True if robots.txt lets ``user_agent`` fetch ``url``."""
@@ -114,7 +116,11 @@ class RobotsCache:
                     extra={"host": origin, "url": url},
                 )
                 return RobotsRules(
-                    origin, None, disallow_all=True, note=f"{exc.kind}: {exc.message}"
+                    origin,
+                    None,
+                    disallow_all=True,
+                    note=f"{exc.kind}: {exc.message}",
+                    fetch_error=exc.kind,
                 )
 
             target = response.location
