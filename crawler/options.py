@@ -135,12 +135,12 @@ class CrawlOptions:
                 f"unknown option {unknown[0]!r}; known options are "
                 + ", ".join(sorted(known)),
             )
-        if "seeds" not in data:
+        if "seeds" not in data and "sitemaps" not in data:
             raise InvalidOptionError(
                 "seeds", "seeds is required: a list of http(s) URLs"
             )
 
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"seeds": ()}
         for name, value in data.items():
             values[name] = _coerce(name, value, cls.__dataclass_fields__[name].default)
         options = cls(**values)

@@ -57,7 +57,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
 
     raw_workers = env.get("CRAWLER_PARSE_WORKERS", "1").strip()
-    if not raw_workers.isdigit() or not 1 <= int(raw_workers) <= 64:
+    # isascii: str.isdigit also accepts digits such as "²" that int() rejects.
+    if not (raw_workers.isascii() and raw_workers.isdigit()) or not (
+        1 <= int(raw_workers) <= 64
+    ):
         raise InvalidOptionError(
             "CRAWLER_PARSE_WORKERS",
             "CRAWLER_PARSE_WORKERS must be an integer from 1 to 64, "
