@@ -3,8 +3,9 @@
 :func:`extract_page` is the crawler's hot path, so it builds one lxml tree and
 reads everything the crawl needs from it: title, description, canonical URL,
 language, ``<base href>``, robots directives, links and the length of the
-visible text. BeautifulSoup is only built when the crawl has user selectors,
-because soupsieve gives users full CSS, and it costs several times the lxml pass.
+visible text. BeautifulSoup is built only when the crawl has user selectors:
+soupsieve gives users full CSS, but the BeautifulSoup tree costs 11 to 26 times
+the lxml pass on large pages (measured in docs/concurrency.md).
 
 Guarantees:
 
@@ -136,20 +137,24 @@ def extract_page(
 
     base_url = _base_url(root, url)
     description, robots = _read_meta(root)
+    title = _title(root)
+    canonical = _canonical(root, base_url)
+    links = _links(root, base_url)
     fields = _select_fields(text, selectors) if selectors else {}
 
-    # _visible_text_length() removes script and style elements, so it runs
-    # after every other reader of the tree.
+    # This removes script, style and template elements, so it runs last.
+    text_length = _visible_text_length(root)
+
     return ParsedPage(
         encoding=encoding,
-        title=_title(root),
+        title=title,
         description=description,
-        canonical=_canonical(root, base_url),
+        canonical=canonical,
         lang=_lang(root),
         base_url=base_url,
-        links=_links(root, base_url),
+        links=links,
         robots=robots,
-        text_length=_visible_text_length(root),
+        text_length=text_length,
         fields=fields,
     )
 
@@ -374,7 +379,10 @@ def _element_value(element: Tag, attr: str | None) -> str | None:
         return None
 
     if isinstance(value, str):
-        return value
+        # bs4 returns str subclasses for <meta charset> and <meta content>
+        # (CharsetMetaAttributeValue, ContentMetaAttributeValue). A plain str
+        # keeps bs4 types out of the result.
+        return str(value)
 
     return " ".join(str(item) for item in value)
 

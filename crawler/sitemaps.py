@@ -3,9 +3,9 @@
 Sitemaps come from servers the crawler does not trust, so :func:`parse_sitemap`
 bounds everything it does:
 
-* gzip is recognized by its magic bytes (1f 8b), not by a file name or header,
-  and is decompressed in a loop that never produces more than ``max_bytes``;
-  a larger output (a gzip bomb) raises :class:`SitemapError`, as does an
+* gzip is recognized by its magic bytes (1f 8b), not by a file name or header.
+  It is decompressed in a loop that never produces more than ``max_bytes``.
+  A larger output (a gzip bomb) raises :class:`SitemapError`, and so does an
   uncompressed body over ``max_bytes``.
 * XML is parsed by lxml without entity substitution, DTD loading or network
   access, and with libxml2's size limits on (no ``huge_tree``), so external
@@ -109,8 +109,8 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
     pending = data
 
     while pending:
-        # Never ask for more than one byte past the limit, so a bomb costs at
-        # most max_bytes + 1 bytes of memory before it is rejected.
+        # Never ask for more than one byte past the limit, so a bomb produces
+        # at most max_bytes + 1 bytes of output before it is rejected.
         budget = max_bytes - len(output) + 1
         try:
             output += decompressor.decompress(pending[:_GZIP_INPUT_CHUNK], budget)
@@ -119,8 +119,8 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
 
         if len(output) > max_bytes:
             raise SitemapError(
-                f"sitemap decompresses to more than {max_bytes} bytes; "
-                "it is rejected as a possible gzip bomb"
+                f"sitemap decompresses to more than {max_bytes} bytes, "
+                "so it is rejected as a possible gzip bomb"
             )
 
         consumed = min(len(pending), _GZIP_INPUT_CHUNK)
@@ -128,7 +128,7 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
         pending = pending[consumed:]
 
         if decompressor.eof:
-            # Concatenated gzip members form one stream; anything else after
+            # Concatenated gzip members form one stream. Anything else after
             # the end of a member is ignored, as gzip(1) does with a warning.
             pending = decompressor.unused_data
             if not pending.startswith(GZIP_MAGIC):
@@ -222,7 +222,7 @@ def _root_kind(root: etree._Element) -> SitemapKind:
         return "sitemapindex"
 
     raise SitemapError(
-        f"sitemap XML has root element <{name}>; expected <urlset> or <sitemapindex>"
+        f"sitemap XML has root element <{name}>, expected <urlset> or <sitemapindex>"
     )
 
 

@@ -267,6 +267,19 @@ def test_selector_multi_valued_attr() -> None:
     assert page.fields == {"classes": "price sale"}
 
 
+def test_selector_meta_value_plain_str() -> None:
+    html = '<meta charset="utf-8"><meta http-equiv="refresh" content="5">'
+    selectors = (
+        Selector("charset", "meta[charset]", "charset"),
+        Selector("refresh", "meta[http-equiv]", "content"),
+    )
+
+    page = parse(html, *selectors)
+
+    assert type(page.fields["charset"]) is str
+    assert type(page.fields["refresh"]) is str
+
+
 def test_selector_first_match() -> None:
     page = parse("<li>one</li><li>two</li>", Selector("item", "li"))
 

@@ -21,9 +21,9 @@ def test_settings_defaults() -> None:
 
     assert settings == Settings()
     assert settings.allow_networks == ()
-    assert settings.parse_mode == "thread"
+    assert settings.parse_mode == "auto"
     assert settings.parse_workers == 1
-    assert settings.log_level == "WARNING"
+    assert settings.log_level is None
 
 
 def test_settings_ignore_unrelated_variables() -> None:

@@ -147,7 +147,7 @@ def test_sitemap_error_is_crawler_error() -> None:
 
 
 def test_gzip_detected_by_content(tmp_path: Path) -> None:
-    # The file is named .xml but holds gzip data, as servers often send it.
+    # The file is named .xml but contains gzip data, as servers often send it.
     path = tmp_path / "sitemap.xml"
     path.write_bytes(gzip.compress(URLSET))
 
