@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,6 +32,8 @@ from crawler.guard import AddressGuard, parse_networks
 from crawler.options import SCOPES, CrawlOptions, Selector
 from crawler.output import CsvWriter, JsonLinesWriter, RecordWriter
 from crawler.parse_pool import ParsePool
+from crawler.records import PageRecord
+from crawler.service_commands import add_service_commands, run_serve, run_worker
 from crawler.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_crawl_arguments(crawl)
+    add_service_commands(commands)
     return parser
 
 
@@ -349,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``crawler`` command; return the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "crawl":
+        return _run_service_command(parser, args)
 
     try:
         settings = load_settings()
@@ -363,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(EXIT_USAGE, f"crawler crawl: error: {flag}: {exc.message}\n")
 
     logging.basicConfig(
-        level=args.log_level or settings.log_level,
+        level=args.log_level or settings.log_level or "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -387,10 +393,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def _run_service_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> int:
+    try:
+        settings = load_settings()
+    except InvalidOptionError as exc:
+        parser.exit(
+            EXIT_USAGE, f"crawler {args.command}: error: {exc.option}: {exc.message}\n"
+        )
+    if args.command == "serve":
+        return run_serve(args, settings)
+    return run_worker(settings)
+
+
 @contextlib.contextmanager
 def _open_output(target: str, options: CrawlOptions) -> Iterator[RecordWriter]:
     stream: IO[str]
     if target == "-":
+        if sys.stdout is None:
+            raise OSError("standard output is closed")
         yield JsonLinesWriter(sys.stdout)
         return
     path = Path(target)
@@ -410,7 +432,20 @@ async def _crawl(
 ) -> int:
     show_progress = sys.stderr.isatty() if progress is None else progress
     bar = _ProgressBar(show_progress)
-    store = MemoryStore(on_record=writer.write)
+    output_errors: list[Exception] = []
+
+    def write(record: PageRecord) -> None:
+        # The first failed write (a full disk, a closed pipe) ends the crawl:
+        # fetching on would only produce records that cannot be kept.
+        if output_errors:
+            return
+        try:
+            writer.write(record)
+        except (OSError, ValueError) as exc:
+            output_errors.append(exc)
+            crawler.stop("output_failed")
+
+    store = MemoryStore(on_record=write)
     pool = ParsePool(settings.parse_mode, settings.parse_workers)
     session = create_session(AddressGuard(allow_networks))
     interrupted = False
@@ -434,6 +469,16 @@ async def _crawl(
         pool.close()
 
     _print_summary(stats, store.records_saved)
+    if output_errors:
+        error = output_errors[0]
+        if isinstance(error, BrokenPipeError):
+            # The reader went away (| head): keep Python's exit-time flush of
+            # stdout from failing again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(
+            f"crawler crawl: error: writing the output failed: {error}", file=sys.stderr
+        )
+        return EXIT_FAILURE
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 

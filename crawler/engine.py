@@ -338,7 +338,8 @@ class Crawler:
                     raise
                 delay = self._retry.backoff_s(attempt)
                 logger.warning(
-                    "Fetch failed (%s); retrying in %.1f s",
+                    "Fetch of %s failed (%s); retrying in %.1f s",
+                    url,
                     exc.message,
                     delay,
                     extra={"url": url, "attempt": attempt},
@@ -370,7 +371,8 @@ class Crawler:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None and retry_after > self.options.max_retry_after_s:
             logger.warning(
-                "Retry-After of %.0f s exceeds max_retry_after_s; giving up",
+                "%s asks for Retry-After %.0f s, over max_retry_after_s; giving up",
+                url,
                 retry_after,
                 extra={"url": url, "status": response.status},
             )
@@ -384,7 +386,8 @@ class Crawler:
         else:
             delay = self._retry.backoff_s(attempt)
         logger.warning(
-            "%s; retrying in %.1f s",
+            "%s answered %s; retrying in %.1f s",
+            url,
             describe_status(response.status),
             max(delay, retry_after or 0.0),
             extra={"url": url, "status": response.status, "attempt": attempt},
@@ -410,10 +413,15 @@ class Crawler:
                 )
         if rules.can_fetch(url, self.options.user_agent):
             return None
-        if rules.fetch_error == "blocked_address":
+        if rules.fetch_error is not None:
+            # robots.txt could not be fetched at all (host down, DNS, TLS,
+            # guard): the page would fail the same way, so the record names
+            # that error rather than "robots".
             return PageError(
-                "blocked_address", rules.note.removeprefix("blocked_address: ")
+                rules.fetch_error,
+                f"robots.txt could not be fetched, the host is skipped: {rules.note}",
             )
+
         return PageError("robots", rules.explain(url))
 
     async def _fetch_robots(self, url: str, max_bytes: int) -> Response:
@@ -585,34 +593,58 @@ class Crawler:
         return CrawlRequest(url, key, host_key(url), depth, referrer)
 
     async def _add_sitemaps(self) -> None:
-        pending = list(self.options.sitemaps)
+        # Sitemap URLs from robots.txt and sitemap indexes are hostile input:
+        # each is resolved against the file it came from, and skipped (with a
+        # warning) unless it is a valid http(s) URL.
+        pending = [(url, url) for url in self.options.sitemaps]
         if self.options.robots_sitemaps:
             for seed in self.options.seeds:
                 rules = await self._robots.rules_for(normalize_url(seed))
-                pending.extend(rules.sitemaps)
+                source = f"{rules.origin}/robots.txt"
+                pending.extend((sitemap, source) for sitemap in rules.sitemaps)
 
         loaded: set[str] = set()
-        level = [(url, 0) for url in pending]
+        level = [(raw, source, 0) for raw, source in pending]
         while level and len(loaded) < MAX_SITEMAP_FILES and self._stop_reason is None:
-            url, nesting = level.pop(0)
+            raw, source, nesting = level.pop(0)
+            url = resolve_link(raw, source)
+            if url is None:
+                logger.warning(
+                    "Skipping sitemap URL %r from %s: not an http(s) URL", raw, source
+                )
+                self.stats.skipped["sitemap_error"] += 1
+                continue
             if url in loaded:
+                logger.warning(
+                    "Sitemap %s is listed again (from %s); skipped", url, source
+                )
                 continue
             loaded.add(url)
             children = await self._load_sitemap(url)
             if nesting < MAX_SITEMAP_NESTING:
-                level.extend((child, nesting + 1) for child in children)
+                level.extend((child, url, nesting + 1) for child in children)
+            elif children:
+                logger.warning(
+                    "Sitemap index %s nests deeper than %d levels; %d children skipped",
+                    url,
+                    MAX_SITEMAP_NESTING,
+                    len(children),
+                )
 
     async def _load_sitemap(self, url: str) -> list[str]:
         """Queue a sitemap's in-scope URLs; return the child sitemaps of an index."""
         try:
             response = await self._fetch_following(url)
         except FetchError as exc:
-            logger.warning("Sitemap not loaded: %s", exc.message, extra={"url": url})
+            logger.warning(
+                "Sitemap %s not loaded: %s", url, exc.message, extra={"url": url}
+            )
             self.stats.skipped["sitemap_error"] += 1
             return []
         if response.status != 200:
             logger.warning(
-                "Sitemap answered %s",
+                "Sitemap %s answered %s",
+                url,
                 describe_status(response.status),
                 extra={"url": url},
             )
@@ -624,7 +656,7 @@ class Crawler:
                 parse_sitemap, response.body, max_bytes=SITEMAP_MAX_BYTES
             )
         except SitemapError as exc:
-            logger.warning("Sitemap not parsed: %s", exc, extra={"url": url})
+            logger.warning("Sitemap %s not parsed: %s", url, exc, extra={"url": url})
             self.stats.skipped["sitemap_error"] += 1
             return []
 

@@ -25,6 +25,7 @@ import logging
 import random
 import ssl
 import time
+import urllib.parse
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,16 @@ class Response:
         """The Location header of a redirect, or None."""
         if self.status not in REDIRECT_STATUSES:
             return None
-        return self.headers.get("Location") or None
+        value = self.headers.get("Location")
+        if not value:
+            return None
+        if value.isascii() and " " not in value:
+            return value
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape. Browsers
+        # percent-encode a Location's raw bytes (Latin-1 included) and spaces,
+        # so the same bytes are encoded here instead of being rejected.
+        raw = value.strip().encode("utf-8", "surrogateescape")
+        return urllib.parse.quote(raw, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 def _media_type(header: str | None) -> str | None:
@@ -302,6 +312,11 @@ class _BodyDecoder:
         return b"".join(self._parts)
 
 
+def _describe(exc: BaseException) -> str:
+    """Return the exception's message, or its type when the message is empty."""
+    return str(exc) or type(exc).__name__
+
+
 def classify_client_error(url: str, exc: aiohttp.ClientError) -> FetchError:
     """Map an aiohttp exception to the FetchError kind stored on page records."""
     os_error = getattr(exc, "os_error", None)
@@ -319,7 +334,10 @@ def classify_client_error(url: str, exc: aiohttp.ClientError) -> FetchError:
         return FetchError(url, "tls", f"TLS failed: {os_error}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return FetchError(
-            url, "connect", f"connection failed: {os_error or exc}", retryable=True
+            url,
+            "connect",
+            f"connection failed: {_describe(os_error or exc)}",
+            retryable=True,
         )
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return FetchError(

@@ -45,6 +45,12 @@ HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Elements whose content is never rendered as text.
 _INVISIBLE_ELEMENTS = ("script", "style", "template")
 
+# Distinct links kept per page; the rest of a larger page's links are ignored.
+MAX_LINKS_PER_PAGE = 10_000
+
+# Longest title or description kept, in characters.
+MAX_TEXT_FIELD_CHARS = 2_000
+
 # How many leading bytes is_html() looks at when there is no Content-Type.
 _SNIFF_BYTES = 1024
 
@@ -171,6 +177,10 @@ def _build_tree(text: str) -> etree._Element | None:
         remove_comments=True,
         remove_pis=True,
         collect_ids=False,
+        # Without huge_tree libxml2 drops everything nested deeper than 256
+        # elements, links included. Bodies are capped (max_body_bytes), so the
+        # larger limits cannot make a tree unbounded.
+        huge_tree=True,
     )
     try:
         return etree.fromstring(text.encode("utf-8", "replace"), parser)
@@ -197,6 +207,13 @@ def _empty_page(url: str, encoding: str, selectors: Sequence[Selector]) -> Parse
 def _collapse(text: str) -> str:
     """Collapse every whitespace run to one space and strip both ends."""
     return " ".join(text.split())
+
+
+def _clip(text: str | None) -> str | None:
+    """Cut a title or description to MAX_TEXT_FIELD_CHARS characters."""
+    if text is None or len(text) <= MAX_TEXT_FIELD_CHARS:
+        return text
+    return text[:MAX_TEXT_FIELD_CHARS]
 
 
 def _non_empty(text: str | None) -> str | None:
@@ -234,7 +251,7 @@ def _title(root: etree._Element) -> str | None:
     if title is None:
         return None
 
-    return _non_empty(_text_content(title))
+    return _clip(_non_empty(_text_content(title)))
 
 
 def _read_meta(root: etree._Element) -> tuple[str | None, frozenset[str]]:
@@ -249,7 +266,7 @@ def _read_meta(root: etree._Element) -> tuple[str | None, frozenset[str]]:
             continue
 
         if name == "description" and description is None:
-            description = _non_empty(content)
+            description = _clip(_non_empty(content))
         elif name == "robots":
             robots.update(_robots_tokens(content))
 
@@ -284,7 +301,12 @@ def _lang(root: etree._Element) -> str | None:
 
 
 def _links(root: etree._Element, base_url: str) -> tuple[Link, ...]:
-    """Return the page's <a href> and <area href> links, de-duplicated."""
+    """Return the page's <a href> and <area href> links, de-duplicated.
+
+    At most MAX_LINKS_PER_PAGE distinct links are kept, in page order: a page
+    with hundreds of thousands of links would otherwise hold the parser and
+    the engine for tens of seconds and make a record of tens of megabytes.
+    """
     # Maps each URL to whether every occurrence so far had rel="nofollow";
     # dicts keep insertion order, which is the order of first occurrence.
     nofollow_by_url: dict[str, bool] = {}
@@ -299,6 +321,11 @@ def _links(root: etree._Element, base_url: str) -> tuple[Link, ...]:
             continue
 
         nofollow = "nofollow" in _tokens(element.get("rel"))
+        if (
+            resolved not in nofollow_by_url
+            and len(nofollow_by_url) >= MAX_LINKS_PER_PAGE
+        ):
+            break
         nofollow_by_url[resolved] = nofollow_by_url.get(resolved, True) and nofollow
 
     return tuple(Link(url, nofollow) for url, nofollow in nofollow_by_url.items())

@@ -111,7 +111,8 @@ class RobotsCache:
                 response = await self._fetch(url, ROBOTS_MAX_BYTES)
             except FetchError as exc:
                 logger.warning(
-                    "robots.txt unreachable (%s); treating the host as disallowed",
+                    "%s unreachable (%s); treating the host as disallowed",
+                    url,
                     exc.message,
                     extra={"host": origin, "url": url},
                 )
@@ -143,7 +144,9 @@ class RobotsCache:
 def _rules_from_response(origin: str, response: Response) -> RobotsRules:
     status = response.status
     if 200 <= status < 300:
-        text = response.body.decode("utf-8", errors="replace")
+        # RFC 9309 robots.txt is UTF-8; a leading BOM would turn the first
+        # line into an unknown directive, so it is dropped.
+        text = response.body.decode("utf-8", errors="replace").removeprefix("\ufeff")
         parser = Protego.parse(text)
         sitemaps = tuple(str(s) for s in parser.sitemaps)
         return RobotsRules(origin, status, parser=parser, sitemaps=sitemaps)

@@ -160,27 +160,38 @@ def _slashes_to_authority(url: str, scheme: str) -> str:
     return f"{scheme}://{rest.lstrip('/')}"
 
 
+# WHATWG URL Standard: "%2e" counts as "." in a path segment, so "/a/%2e%2e/b"
+# is "/b" in browsers and in the request most servers see.
+_SINGLE_DOT_SEGMENTS = frozenset({".", "%2e", "%2E"})
+_DOUBLE_DOT_SEGMENTS = frozenset(
+    {"..", ".%2e", ".%2E", "%2e.", "%2E.", "%2e%2e", "%2E%2E", "%2e%2E", "%2E%2e"}
+)
+
+
 def _remove_dot_segments(path: str) -> str:
-    """Resolve "." and ".." segments of an absolute path (RFC 3986, section 5.2.4)."""
-    if "/." not in path:
+    """Resolve "." and ".." segments of an absolute path (RFC 3986, section 5.2.4).
+
+    Percent-encoded dots count as dots, as browsers count them.
+    """
+    if "/." not in path and "%2" not in path:
         return path
 
     segments = path[1:].split("/")
     output: list[str] = []
     for segment in segments[:-1]:
-        if segment == "..":
+        if segment in _DOUBLE_DOT_SEGMENTS:
             if output:
                 output.pop()
-        elif segment != ".":
+        elif segment not in _SINGLE_DOT_SEGMENTS:
             output.append(segment)
 
     # A trailing dot segment leaves the path ending in "/".
     last = segments[-1]
-    if last == "..":
+    if last in _DOUBLE_DOT_SEGMENTS:
         if output:
             output.pop()
         output.append("")
-    elif last == ".":
+    elif last in _SINGLE_DOT_SEGMENTS:
         output.append("")
     else:
         output.append(last)
@@ -309,7 +320,7 @@ _FAST_URL_RE = re.compile(
 _SAFE_PATH_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
 # safe_url_string percent-encodes "'" in the query (WHATWG special-query set).
 _SAFE_QUERY_RE = re.compile(r"\?(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-F]{2})*")
-_DOT_SEGMENT_RE = re.compile(r"/\.\.?(?:/|$)")
+_DOT_SEGMENT_RE = re.compile(r"/(?:\.|%2[eE]){1,2}(?:/|$)")
 
 
 def _normalize_fast(url: str) -> str | None:

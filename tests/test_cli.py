@@ -398,3 +398,45 @@ async def test_cli_sigint_keeps_complete_records(
     assert text.endswith("\n")
     assert len(records) >= 2
     assert len(urls) == len(set(urls))
+
+
+async def test_cli_output_failure_stops_crawl(aiohttp_server: AiohttpServer) -> None:
+    seed, requested = await serve_small_site(aiohttp_server)
+
+    result = await run_crawler(
+        "crawl", "--allow-network", "127.0.0.0/8", "-o", "/dev/full", seed
+    )
+
+    assert result.returncode == 1
+    assert "writing the output failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(requested) < len(SMALL_SITE)
+
+
+async def test_cli_broken_pipe_exits_quietly(aiohttp_server: AiohttpServer) -> None:
+    seed, _requested = await serve_small_site(aiohttp_server)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "crawler",
+            "crawl",
+            "--allow-network",
+            "127.0.0.0/8",
+            seed,
+            cwd=REPO_ROOT,
+            env=clean_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    async with asyncio.timeout(30):
+        _stdout, stderr = await process.communicate()
+
+    assert process.returncode == 1
+    assert b"Broken pipe" in stderr
+    assert b"Traceback" not in stderr

@@ -660,3 +660,19 @@ def test_retry_policy_from_options() -> None:
 )
 def test_retryable_status(status: int, retryable: bool) -> None:
     assert RetryPolicy.is_retryable_status(status) is retryable
+
+
+def test_location_raw_bytes_percent_encoded() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    # aiohttp hands over a Latin-1 "é" byte as a lone surrogate.
+    location = "/sp ace/\udce9?a=b c"
+    response = Response(
+        url="http://example.org/",
+        status=302,
+        headers=CIMultiDictProxy(CIMultiDict({"Location": location})),
+        body=b"",
+        elapsed_ms=1,
+    )
+
+    assert response.location == "/sp%20ace/%E9?a=b%20c"

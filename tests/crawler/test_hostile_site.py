@@ -10,6 +10,7 @@ guard must block".
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from typing import Any
 
@@ -789,3 +790,42 @@ async def test_max_pages_limits_fetches(hostile_site: ServedApp) -> None:
     # Redirect hops belong to their page: five records, not five requests.
     assert len(records) == 5
     assert stats.finish_reason == "max_pages"
+
+
+ROBOTS_WITH_SITEMAPS = (
+    "User-agent: *\nAllow: /\n"
+    "Sitemap: /sitemap.txt\nSitemap: javascript:alert(1)\nSitemap: http://[::1\n"
+)
+
+
+@pytest.mark.parametrize("hostile_site", [ROBOTS_WITH_SITEMAPS], indirect=True)
+async def test_robots_sitemap_lines_resolved_or_skipped(
+    hostile_site: ServedApp,
+) -> None:
+    records, stats = await crawl(hostile_site, "/links/good", robots_sitemaps=True)
+
+    assert sorted(r["url"] for r in records) == [
+        hostile_site.url("/links/good"),
+        hostile_site.url("/sitemap/text-1"),
+        hostile_site.url("/sitemap/text-2"),
+    ]
+    assert stats.skipped["sitemap_error"] == 2
+
+
+async def test_unreachable_host_recorded_as_connect_error() -> None:
+    # A bound socket that never listens refuses connections.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.2", 0))
+        port = closed.getsockname()[1]
+        options = CrawlOptions(seeds=(f"http://127.0.0.2:{port}/",), **FAST_OPTIONS)
+        records: list[PageRecord] = []
+        guard = AddressGuard(parse_networks(LOOPBACK, option="allow_networks"))
+        async with create_session(guard) as session:
+            await Crawler(
+                options, MemoryStore(records.append), session, ParsePool("inline")
+            ).run()
+
+    [record] = records
+    assert record.error is not None
+    assert record.error.kind == "connect"
+    assert record.error.message.startswith("robots.txt could not be fetched")

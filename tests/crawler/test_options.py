@@ -348,7 +348,9 @@ def test_selector_invalid_css_message() -> None:
 
 
 def test_from_mapping_accepts_sitemaps_without_seeds() -> None:
-    options = CrawlOptions.from_mapping({"sitemaps": ["http://example.org/sitemap.xml"]})
+    options = CrawlOptions.from_mapping(
+        {"sitemaps": ["http://example.org/sitemap.xml"]}
+    )
 
     assert options.seeds == ()
     assert options.sitemaps == ("http://example.org/sitemap.xml",)

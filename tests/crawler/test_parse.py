@@ -419,3 +419,43 @@ def test_parsed_page_pickles() -> None:
     page = parse(html, Selector("t", "title"))
 
     assert pickle.loads(pickle.dumps(page)) == page
+
+
+def test_extract_page_keeps_links_in_deep_nesting() -> None:
+    depth = 400
+    body = (
+        "<html><body>"
+        + "<div>" * depth
+        + '<a href="/deep">deep</a>'
+        + "</div>" * depth
+        + '<a href="/after">after</a></body></html>'
+    ).encode()
+
+    page = extract_page("http://example.org/", body, "text/html")
+
+    assert [link.url for link in page.links] == [
+        "http://example.org/deep",
+        "http://example.org/after",
+    ]
+
+
+def test_extract_page_caps_links() -> None:
+    from crawler.parse import MAX_LINKS_PER_PAGE
+
+    anchors = "".join(f'<a href="/p{i}">p</a>' for i in range(MAX_LINKS_PER_PAGE + 50))
+    body = f"<html><body>{anchors}</body></html>".encode()
+
+    page = extract_page("http://example.org/", body, "text/html")
+
+    assert len(page.links) == MAX_LINKS_PER_PAGE
+    assert page.links[-1].url == f"http://example.org/p{MAX_LINKS_PER_PAGE - 1}"
+
+
+def test_extract_page_clips_long_title() -> None:
+    from crawler.parse import MAX_TEXT_FIELD_CHARS
+
+    body = f"<html><head><title>{'x' * 50_000}</title></head></html>".encode()
+
+    page = extract_page("http://example.org/", body, "text/html")
+
+    assert page.title == "x" * MAX_TEXT_FIELD_CHARS

@@ -381,3 +381,22 @@ def test_rules_without_parser_allow_all() -> None:
 
     assert rules.can_fetch("http://example.org/x", USER_AGENT)
     assert rules.crawl_delay(USER_AGENT) is None
+
+
+def test_robots_rules_ignore_leading_bom() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from crawler.robots import _rules_from_response
+
+    body = "\ufeffUser-agent: *\nDisallow: /\n".encode()
+    response = Response(
+        url="http://example.org/robots.txt",
+        status=200,
+        headers=CIMultiDictProxy(CIMultiDict()),
+        body=body,
+        elapsed_ms=1,
+    )
+
+    rules = _rules_from_response("http://example.org", response)
+
+    assert rules.can_fetch("http://example.org/page", "crawler-service/0.1") is False

@@ -498,9 +498,25 @@ def test_normalize_fast_path_matches_slow_path_on_random_urls() -> None:
     mismatches = []
     for _ in range(20_000):
         tail = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
-        prefix = rng.choice(("http://ex.org/", "https://ex.org:8443/", "http://1.2.3.4/"))
+        prefix = rng.choice(
+            ("http://ex.org/", "https://ex.org:8443/", "http://1.2.3.4/")
+        )
         url = prefix + tail
         if _normalize_or_error(url) != _normalize_slow(url):
             mismatches.append(url)
 
     assert mismatches == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://a.b/%2e%2e/%2e%2e/etc/passwd", "http://a.b/etc/passwd"),
+        ("http://a.b/a/%2E%2E/b", "http://a.b/b"),
+        ("http://a.b/a/%2e/b", "http://a.b/a/b"),
+        ("http://a.b/a/.%2e", "http://a.b/"),
+        ("http://a.b/x%2e/y", "http://a.b/x%2e/y"),
+    ],
+)
+def test_normalize_url_encoded_dot_segments(url: str, expected: str) -> None:
+    assert urls.normalize_url(url) == expected
