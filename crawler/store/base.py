@@ -1,0 +1,242 @@
+"""The service's storage interface: jobs, their frontiers and their page records.
+
+One interface, two implementations: ``sqlite.py`` (the embedded default, one
+host, several processes) and, later, ``mongo.py`` (several replicas). Both
+must pass the same contract tests in ``tests/crawler/store/``.
+
+Guarantees every implementation keeps:
+
+* Job state changes are conditional (:meth:`Store.transition` names the states
+  a job may leave), so two processes never both win a conflicting change.
+* A job is worked on by the holder of its lease. :meth:`Store.claim_job` hands
+  out a queued job, or a running one whose lease expired (its worker died);
+  a reclaimed job continues from its stored frontier.
+* Frontier entries are ``queued``, ``in_progress`` (popped, with an owner) or
+  ``done``. :meth:`Store.requeue_in_progress` returns the entries a dead
+  worker had popped, so no URL is lost.
+* Page records are unique per (job, canonical key): saving a second record
+  with the same key changes nothing and returns False, so a retried or
+  reclaimed fetch never produces two records.
+* Listing uses opaque cursors in creation order (jobs newest first, pages
+  oldest first), stable while new items are added.
+* Operations on a missing job change nothing: writes return 0, False or None,
+  counters are zero and listings are empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from crawler.frontier import CrawlRequest
+from crawler.records import PageRecord
+
+T = TypeVar("T")
+
+
+class JobState(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A crawl job as stored. Times are ISO 8601 UTC strings."""
+
+    id: str
+    state: JobState
+    options: dict[str, Any]
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    last_error: str | None = None
+    schedule_id: str | None = None
+    idempotency_key: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    """Epoch seconds when the lease ends; None when nobody holds it."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Links skipped by reason (out_of_scope, trap, nofollow, max_depth, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounters:
+    """Counts derived from the stored frontier and page records."""
+
+    queued: int = 0
+    in_progress: int = 0
+    done: int = 0
+    pages: int = 0
+    fetched: int = 0
+    """Records with an HTTP response (any status)."""
+    failed: int = 0
+    """Records with an error other than robots or out_of_scope."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Records by error kind, robots and out_of_scope included."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultPage(Generic[T]):
+    """One page of a listing and the cursor of the next, or None at the end."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageFilter:
+    """Filters of the page listing; None means no filter."""
+
+    status_class: int | None = None
+    """1 to 5: the hundreds digit of the status (2 is 2xx)."""
+    error_kind: str | None = None
+    depth: int | None = None
+    errors_only: bool = False
+    """Only records that carry an error (failed and skipped URLs)."""
+
+
+class InvalidCursorError(ValueError):
+    """A listing cursor was not made by this store for this listing."""
+
+
+class Store(Protocol):
+    """Everything the API, the workers and the scheduler need from storage."""
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- jobs ---------------------------------------------------------------
+
+    async def create_job(
+        self,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        schedule_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Store a queued job; return it and True, or the job already created
+        with the same idempotency key and False."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self,
+        *,
+        states: Collection[JobState] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ResultPage[Job]:
+        """List jobs newest first; raise InvalidCursorError for a foreign cursor."""
+        ...
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed_from: Collection[JobState],
+        last_error: str | None = None,
+    ) -> Job | None:
+        """Move the job to ``to`` if its state is in ``allowed_from``.
+
+        Returns the updated job, or None when the job is missing or in another
+        state. Entering RUNNING sets started_at (once); entering a final state
+        sets finished_at and drops the lease. Entering any other state clears
+        finished_at.
+        """
+        ...
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete the job, its frontier and its pages; False if it was missing."""
+        ...
+
+    async def counters(self, job_id: str) -> JobCounters: ...
+
+    async def add_skipped(self, job_id: str, counts: Mapping[str, int]) -> None:
+        """Add link-skip counts (by reason) to the job."""
+        ...
+
+    # -- leases ---------------------------------------------------------------
+
+    async def claim_job(
+        self, worker_id: str, *, lease_s: float, now: float
+    ) -> Job | None:
+        """Lease a queued job, or a running job whose lease expired or was
+        released, and mark it running; None when there is no such job. Atomic
+        across processes."""
+        ...
+
+    async def renew_lease(
+        self, job_id: str, worker_id: str, *, lease_s: float, now: float
+    ) -> bool:
+        """Extend the lease; False if the worker no longer holds it."""
+        ...
+
+    async def release_job(self, job_id: str, worker_id: str) -> None:
+        """Drop the worker's lease (the job's state is left as it is)."""
+        ...
+
+    # -- frontier -------------------------------------------------------------
+
+    async def add_requests(self, job_id: str, requests: Sequence[CrawlRequest]) -> int:
+        """Queue the requests whose key the job has not seen; return how many."""
+        ...
+
+    async def claim_key(self, job_id: str, key: str) -> bool:
+        """Mark ``key`` seen (as done) without queueing; False if already seen."""
+        ...
+
+    async def pop_request(
+        self, job_id: str, busy_hosts: Collection[str], worker_id: str
+    ) -> CrawlRequest | None:
+        """Mark the oldest queued request of a host not in ``busy_hosts`` as in
+        progress for ``worker_id`` and return it."""
+        ...
+
+    async def complete_request(self, job_id: str, key: str) -> None:
+        """Mark an in-progress request done."""
+        ...
+
+    async def requeue_in_progress(self, job_id: str) -> int:
+        """Return every in-progress request of the job to the queue; return how many."""
+        ...
+
+    # -- pages ----------------------------------------------------------------
+
+    async def save_page(self, job_id: str, record: PageRecord) -> bool:
+        """Store the record unless one with its key exists; return True if stored."""
+        ...
+
+    async def list_pages(
+        self,
+        job_id: str,
+        *,
+        filters: PageFilter = PageFilter(),
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ResultPage[dict[str, Any]]:
+        """List page records (as ``PageRecord.to_dict()``) in the order stored."""
+        ...
+
+    def iter_pages(
+        self, job_id: str, *, filters: PageFilter = PageFilter(), batch_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield every matching record in stored order, ``batch_size`` at a time,
+        so an export holds one batch in memory, also while the job runs."""
+        ...
