@@ -33,7 +33,7 @@ from crawler.options import SCOPES, CrawlOptions, Selector
 from crawler.output import CsvWriter, JsonLinesWriter, RecordWriter
 from crawler.parse_pool import ParsePool
 from crawler.records import PageRecord
-from crawler.service_commands import add_service_commands, run_serve, run_worker
+from crawler.service_commands import add_service_commands, run_worker
 from crawler.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_crawl_arguments(crawl)
-    add_service_commands(commands)
+    parser.set_defaults(plugins=add_service_commands(commands))
     return parser
 
 
@@ -402,9 +402,10 @@ def _run_service_command(
         parser.exit(
             EXIT_USAGE, f"crawler {args.command}: error: {exc.option}: {exc.message}\n"
         )
-    if args.command == "serve":
-        return run_serve(args, settings)
-    return run_worker(settings)
+    if args.command == "worker":
+        return run_worker(settings)
+    plugin_run: int = args.plugins[args.command].run(args, settings)
+    return plugin_run
 
 
 @contextlib.contextmanager

@@ -1,88 +1,55 @@
-"""``crawler serve`` and ``crawler worker``: the service's two processes.
+"""``crawler worker`` and the sub-commands that other packages add.
 
-``serve`` runs the web app (API, status page, and a worker unless
-``CRAWLER_RUN_WORKER=false``) on aiohttp's development server; production runs
-the same app under gunicorn (``gunicorn.conf.py``). ``worker`` runs only a
-worker, for hosts that crawl without serving the API.
-
-The web app lives in the ``web`` package, which depends on this one; it is
-imported inside :func:`run_serve` so that the engine never imports it.
+``worker`` runs a crawl worker without the web server. Other sub-commands,
+such as ``serve`` from the ``web`` package, are found through the
+``crawler.commands`` entry point group: each names a module with ``HELP``,
+``add_arguments(parser)`` and ``run(args, settings) -> int``. That way the
+engine package never imports the web framework.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from crawler.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+ENTRY_POINT_GROUP = "crawler.commands"
+
 
 def add_service_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add the ``serve`` and ``worker`` sub-commands."""
-    serve = commands.add_parser(
-        "serve",
-        help="run the API and status page (development server)",
-        description="Run the API, the status page and a worker on aiohttp's server. "
-        "Settings come from CRAWLER_* environment variables.",
-    )
-    serve.add_argument(
-        "--host", help="address to listen on (default CRAWLER_HOST or 127.0.0.1)"
-    )
-    serve.add_argument(
-        "--port", type=int, help="port to listen on (default CRAWLER_PORT or 8080)"
-    )
+) -> dict[str, ModuleType]:
+    """Add ``worker`` and the plug-in sub-commands; return the plug-ins by name."""
+    plugins: dict[str, ModuleType] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        module = entry_point.load()
+        parser = commands.add_parser(entry_point.name, help=module.HELP)
+        module.add_arguments(parser)
+        plugins[entry_point.name] = module
 
     commands.add_parser(
         "worker",
         help="run a crawl worker without the web server",
         description="Claim crawl jobs from CRAWLER_STORE_URL; run them until SIGTERM.",
     )
+    return plugins
 
 
-def configure_logging(settings: Settings) -> None:
-    """Log to stderr at the settings' level (INFO unless CRAWLER_LOG_LEVEL says)."""
+def run_worker(settings: Settings) -> int:
+    """Run a worker until SIGINT or SIGTERM; return the exit status."""
     logging.basicConfig(
         level=settings.log_level or "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the web app until SIGINT or SIGTERM; return the exit status."""
-    from aiohttp import web
-
-    web_app = importlib.import_module("web.app")
-    host = args.host or settings.host
-    port = args.port or settings.port
-    if not 1 <= port <= 65535:
-        print(
-            f"crawler serve: error: --port must be from 1 to 65535, got {port}",
-            file=sys.stderr,
-        )
-        return 2
-    configure_logging(settings)
-    web.run_app(
-        web_app.create_app(settings),
-        host=host,
-        port=port,
-        shutdown_timeout=settings.shutdown_grace_s + 5,
-        print=lambda message: logger.info("%s", message),
-    )
-    return 0
-
-
-def run_worker(settings: Settings) -> int:
-    """Run a worker until SIGINT or SIGTERM; return the exit status."""
-    configure_logging(settings)
     return asyncio.run(_work(settings))
 
 
