@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sites.docs_walk import SiteWalk, walk_site
 from tests.sites.hostile import (
     ServedApp,
     create_hostile_app,
@@ -76,6 +77,12 @@ def hostile_site(
 def loopback_site(start_hostile_site: StartHostileSite) -> ServedApp:
     """Serve another hostile site on 127.0.0.1, the target of ``/redirect/loopback``."""
     return start_hostile_site(host=LOOPBACK_HOST)
+
+
+@pytest.fixture(scope="session")
+def docs_walk(python_docs_site: NginxSite) -> SiteWalk:
+    """Walk the served docs on disk once per session: it takes 10 to 20 s."""
+    return walk_site(python_docs_site.root)
 
 
 @pytest.fixture(scope="session")
