@@ -1,8 +1,8 @@
 """gunicorn settings for running the crawl service in production.
 
-Start it with ``gunicorn web.app:create_app`` from the repository root (or the
-image's working folder); every crawl setting still comes from CRAWLER_*
-variables, and these GUNICORN_* variables size the server:
+Start it with ``gunicorn web.serve:app_factory -c gunicorn.conf.py`` from the
+repository root (or the image's working folder). Every crawl setting still
+comes from CRAWLER_* variables, and these GUNICORN_* variables size the server:
 
 * GUNICORN_BIND (default ``127.0.0.1:8080``): where to listen;
 * GUNICORN_WORKERS (default 2): worker processes; each serves the API and,
@@ -18,6 +18,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "aiohttp.GunicornWebWorker"
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 timeout = 60
+# gunicorn 27 opens a control socket under ~/.gunicorn by default, where two
+# servers on one host would clash; GUNICORN_CONTROL_SOCKET moves it.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "/tmp/crawler-gunicorn.ctl")
 accesslog = "-"
 errorlog = "-"
 # aiohttp's access log format: peer, request line, status, bytes, seconds, id.

@@ -11,6 +11,7 @@ the same id.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 from urllib.parse import urlsplit
@@ -40,6 +41,10 @@ from web.problems import (
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# The id of the process that served the response, so that the responses of
+# several server processes (gunicorn workers) behind one address can be
+# distinguished in logs and tests.
+SERVED_BY_HEADER = "X-Served-By"
 
 # An incoming request id is kept when it is short visible ASCII without
 # spaces or quotes, so it is safe to log and to echo in a header.
@@ -206,15 +211,17 @@ def _render_problem(request: web.Request, problem: ProblemError) -> web.Response
 async def add_response_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
-    """Add the request id and security headers to every response, streamed ones too.
+    """Add the request id, process id and security headers to every response.
 
     It runs as an ``on_response_prepare`` signal rather than in a middleware,
-    because a streamed response sends its headers before the handler returns.
+    because a streamed response sends its headers before the handler returns,
+    so streamed responses get the headers too.
     """
     request_id = request.get(REQUEST_ID)
     if request_id is None:
         request_id = request[REQUEST_ID] = new_request_id()
     response.headers[REQUEST_ID_HEADER] = request_id
+    response.headers[SERVED_BY_HEADER] = str(os.getpid())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.content_type == "text/html":
         response.headers.setdefault("Content-Security-Policy", _CONTENT_SECURITY_POLICY)

@@ -105,6 +105,12 @@
       const job = await response.json();
       update(job);
       final = FINAL_STATES.has(job.state);
+      if (final) {
+        // Cancel, pause and resume no longer apply; delete stays.
+        for (const form of document.querySelectorAll("form.job-action")) {
+          form.hidden = true;
+        }
+      }
       setText(
         "live-status",
         final
