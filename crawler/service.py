@@ -22,8 +22,11 @@ async def open_store(settings: Settings) -> Store:
                 f"CRAWLER_STORE_URL {url!r} names no file; use e.g. sqlite:///crawler.db",
             )
         return await SqliteStore.open(path)
-    # TODO: open the MongoDB store here once crawler/store/mongo.py exists.
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from crawler.store.mongo import MongoStore
+
+        return await MongoStore.open(url)
     raise InvalidOptionError(
         "CRAWLER_STORE_URL",
-        f"CRAWLER_STORE_URL {url!r}: this version supports only sqlite:/// URLs",
+        f"CRAWLER_STORE_URL {url!r}: use a sqlite:/// or mongodb:// URL",
     )

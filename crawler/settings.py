@@ -8,8 +8,9 @@ an error that names the variable, the value and what is accepted.
 Variable                   Meaning                                 Default
 =========================  ======================================  ====================
 CRAWLER_STORE_URL          where jobs, frontiers and pages live:   sqlite:///crawler.db
-                           ``sqlite:///relative.db`` or
-                           ``sqlite:////absolute/path.db``
+                           ``sqlite:///relative.db``,
+                           ``sqlite:////absolute/path.db`` or
+                           ``mongodb://host:27017/database``
 CRAWLER_ALLOW_NETWORKS     comma-separated CIDRs the address       (none)
                            guard lets the crawler connect to,
                            e.g. ``127.0.0.0/8,10.0.0.0/8``

@@ -1,7 +1,7 @@
 """The service's storage interface: jobs, their frontiers and their page records.
 
 One interface, two implementations: ``sqlite.py`` (the embedded default, one
-host, several processes) and, later, ``mongo.py`` (several replicas). Both
+host, several processes) and ``mongo.py`` (several replicas). Both
 must pass the same contract tests in ``tests/crawler/store/``.
 
 Guarantees every implementation keeps:

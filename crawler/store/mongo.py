@@ -1,0 +1,941 @@
+"""The replicated store: :class:`~crawler.store.base.Store` on a MongoDB database.
+
+Open it with ``await MongoStore.open("mongodb://host/database")``. The database
+named in the URL (``crawler`` when the URL names none) contains four collections:
+
+* ``jobs``: one document per job, ``_id`` being the job id. ``seq``, an
+  ObjectId, is the creation order that listings and claims sort on. Options are
+  stored as JSON text, so any key and any integer survives unchanged.
+* ``frontier``: one document per (job, canonical key), ``queued``,
+  ``in_progress`` (with its ``owner``) or ``done``. Its ObjectId ``_id`` is the
+  queue order.
+* ``pages``: a record's ``to_dict()`` JSON, its key, and the fields that the
+  filters and counters read (``status_class``, ``error_kind``, ``depth``).
+  Its ObjectId ``_id`` is the stored order.
+* ``locks``: short-lived lock documents, used only on FerretDB (see below).
+
+Unique indexes on (job, key) make a second frontier entry or page record of a
+key fail with a duplicate key error, which the store reads as "already there".
+Every index is created at open, idempotently.
+
+Order: the driver makes ObjectIds on the client. Within one process they
+increase, but between processes they are ordered by their creation second
+only. So "oldest first" between documents that two processes created within
+the same second is arbitrary, and a listing or export that runs while another
+process adds records can miss a record created in the second of its cursor.
+
+Atomicity: on MongoDB, claims, pops and conditional transitions are single
+``find_one_and_update`` calls, which are atomic per document. FerretDB 1.24
+(its SQLite and PostgreSQL backends alike) runs ``findAndModify`` and updates
+as a read followed by a write of the whole document, so two concurrent calls
+can both win and one update can overwrite another. When the server is FerretDB,
+the store therefore serializes every write of a job document, and every pop of
+a job's frontier, with a lock document, see :meth:`MongoStore._locked`.
+Unique indexes and deletes are atomic on both servers.
+
+Only features that MongoDB 6+ and FerretDB 1.24 both support are used: no
+transactions, ``$facet``, ``$lookup``, partial or TTL indexes, or pipeline
+updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import (
+    AsyncIterator,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from crawler.errors import StoreError
+from crawler.frontier import CrawlRequest
+from crawler.records import PageRecord, utc_timestamp
+from crawler.store.base import (
+    FINAL_STATES,
+    InvalidCursorError,
+    Job,
+    JobCounters,
+    JobState,
+    PageFilter,
+    ResultPage,
+)
+
+logger = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+T = TypeVar("T")
+
+_NO_FILTER = PageFilter()
+
+DEFAULT_DATABASE = "crawler"
+"""The database used when the URL names none."""
+
+DUPLICATE_KEY = 11000
+"""MongoDB's error code for a write that breaks a unique index."""
+
+LOCK_TTL_S = 10.0
+"""Seconds after which a lock whose holder never released it may be taken over.
+
+An operation under a lock takes milliseconds, so only a holder that died (or
+lost its connection) keeps a lock this long."""
+LOCK_WAIT_S = 15.0
+"""Maximum seconds an operation waits for a lock before it raises StoreError."""
+LOCK_RETRY_S = 0.002
+"""Delay before the first retry of a taken lock. It doubles up to 0.05 s."""
+
+# Error kinds that JobCounters.failed leaves out: the crawler skipped the URL on
+# purpose, so nothing failed.
+NOT_FAILURES = frozenset({"robots", "out_of_scope"})
+
+# (collection, index name, keys, unique)
+_INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
+    ("jobs", "jobs_by_seq", [("seq", ASCENDING)], True),
+    ("jobs", "jobs_by_state", [("state", ASCENDING), ("seq", ASCENDING)], False),
+    ("jobs", "jobs_by_idempotency", [("idempotency", ASCENDING)], True),
+    ("frontier", "frontier_by_key", [("job", ASCENDING), ("key", ASCENDING)], True),
+    (
+        "frontier",
+        "frontier_by_state",
+        [("job", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)],
+        False,
+    ),
+    ("pages", "pages_by_key", [("job", ASCENDING), ("key", ASCENDING)], True),
+    ("pages", "pages_by_job", [("job", ASCENDING), ("_id", ASCENDING)], False),
+)
+
+
+class MongoStore:
+    """A Store on one MongoDB database, safe to share between hosts.
+
+    Create it with :meth:`open`. Operations raise StoreError when the server
+    fails or the store is closed.
+    """
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        database: AsyncDatabase[Document],
+        *,
+        use_locks: bool,
+    ) -> None:
+        self._client = client
+        self._database = database
+        self._jobs: AsyncCollection[Document] = database["jobs"]
+        self._frontier: AsyncCollection[Document] = database["frontier"]
+        self._pages: AsyncCollection[Document] = database["pages"]
+        self._locks: AsyncCollection[Document] = database["locks"]
+        self._use_locks = use_locks
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, *, database: str | None = None) -> MongoStore:
+        """Connect to ``url`` and create the indexes unless they exist.
+
+        ``database`` overrides the database that the URL names. Raises
+        StoreError when the URL is invalid, the server cannot be reached (after
+        the driver's server selection timeout, 30 s unless the URL sets
+        ``serverSelectionTimeoutMS``) or it rejects the indexes.
+        """
+        with _store_errors("open"):
+            client: AsyncMongoClient[Document] = AsyncMongoClient(url)
+        try:
+            db = (
+                client[database]
+                if database is not None
+                else client.get_default_database(DEFAULT_DATABASE)
+            )
+            with _store_errors("open"):
+                await _create_indexes(db)
+                ferretdb_version = await _ferretdb_version(db)
+        except BaseException:
+            await client.close()
+            raise
+
+        if ferretdb_version is not None:
+            logger.warning(
+                "The server is FerretDB %s, whose updates are not atomic: job "
+                "writes and frontier pops take a lock document",
+                ferretdb_version,
+            )
+        logger.info("Opened MongoDB store, database %s", db.name)
+        return cls(client, db, use_locks=ferretdb_version is not None)
+
+    async def ping(self) -> None:
+        with self._errors("ping"):
+            await self._database.command("ping")
+
+    async def close(self) -> None:
+        """Close the client's connections. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.close()
+        logger.info("Closed MongoDB store, database %s", self._database.name)
+
+    async def drop_database(self) -> None:
+        """Drop the store's database: every job, frontier entry and page record.
+
+        The store stays open, and the next write creates the collections again
+        but not their indexes. Tests use it to remove their database.
+        """
+        with self._errors("drop_database"):
+            await self._client.drop_database(self._database.name)
+        logger.info("Dropped MongoDB database %s", self._database.name)
+
+    # -- jobs ---------------------------------------------------------------
+
+    async def create_job(
+        self,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        schedule_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Store a queued job with a random id and return it with True.
+
+        With an ``idempotency_key`` that an earlier job has, return that job and
+        False, whatever ``options`` are now. A unique index on the key decides a
+        race between processes.
+        """
+        job_id = secrets.token_urlsafe(12)
+        stamp = utc_timestamp()
+        document: Document = {
+            "_id": job_id,
+            "seq": ObjectId(),
+            "state": str(JobState.QUEUED),
+            "options": _dump_json(dict(options)),
+            "created_at": stamp,
+            "updated_at": stamp,
+            "idempotency": _idempotency_value(job_id, idempotency_key),
+            "skipped": {},
+        }
+        if schedule_id is not None:
+            document["schedule_id"] = schedule_id
+
+        with self._errors("create_job"):
+            try:
+                await self._jobs.insert_one(document)
+            except DuplicateKeyError:
+                existing = await self._jobs.find_one(
+                    {"idempotency": document["idempotency"]}
+                )
+            else:
+                return _job_from_document(document), True
+
+        if existing is None:
+            raise StoreError(
+                f"create_job failed: the job with idempotency key "
+                f"{idempotency_key!r} was deleted while this job was created; retry"
+            )
+        return _job_from_document(existing), False
+
+    async def get_job(self, job_id: str) -> Job | None:
+        with self._errors("get_job"):
+            document = await self._jobs.find_one({"_id": job_id})
+        return None if document is None else _job_from_document(document)
+
+    async def list_jobs(
+        self,
+        *,
+        states: Collection[JobState] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ResultPage[Job]:
+        """List jobs newest first.
+
+        Raises InvalidCursorError for a cursor that this listing did not return.
+        """
+        _check_limit(limit)
+        query: Document = {}
+        if cursor is not None:
+            query["seq"] = {"$lt": _decode_cursor(cursor, _JOBS_LISTING)}
+        if states:
+            query["state"] = {"$in": [str(state) for state in states]}
+
+        with self._errors("list_jobs"):
+            documents = await (
+                self._jobs.find(query).sort("seq", DESCENDING).limit(limit + 1)
+            ).to_list()
+        rows = [
+            (document["seq"], _job_from_document(document)) for document in documents
+        ]
+        return _result_page(rows, limit, _JOBS_LISTING)
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed_from: Collection[JobState],
+        last_error: str | None = None,
+    ) -> Job | None:
+        """Move the job to ``to`` if its state is in ``allowed_from``.
+
+        Returns the updated job, or None when the job is missing or in another
+        state. Entering RUNNING sets started_at unless it is set. Entering a
+        final state sets finished_at and drops the lease, and entering any other
+        state clears finished_at. A ``last_error`` replaces the stored one, and
+        None keeps it.
+        """
+        if not allowed_from:
+            return None
+        query = {
+            "_id": job_id,
+            "state": {"$in": [str(state) for state in allowed_from]},
+        }
+        update = _transition_update(to, last_error, utc_timestamp())
+
+        with self._errors("transition"):
+            async with self._locked("jobs"):
+                document = await self._jobs.find_one_and_update(
+                    query, update, return_document=ReturnDocument.AFTER
+                )
+        return None if document is None else _job_from_document(document)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete the job's frontier and pages, then the job.
+
+        Returns False if the job was missing. The deletes are separate writes:
+        if one fails, the job stays, and deleting it again finishes the work.
+        """
+        # NOTE: a frontier entry or page that another process inserts for this
+        # job while it is deleted can stay behind, unreachable, because the
+        # existence check and the insert are separate operations.
+        with self._errors("delete_job"):
+            await self._frontier.delete_many({"job": job_id})
+            await self._pages.delete_many({"job": job_id})
+            async with self._locked("jobs"):
+                result = await self._jobs.delete_one({"_id": job_id})
+        if result.deleted_count == 0:
+            return False
+        logger.info("Deleted job %s", job_id)
+        return True
+
+    async def counters(self, job_id: str) -> JobCounters:
+        """Count the job's frontier entries and page records (zeros if missing).
+
+        The counts come from two aggregations, so a write that lands between
+        them can make the frontier and page counts disagree by that write.
+        """
+        with self._errors("counters"):
+            if not await self._job_exists(job_id):
+                return JobCounters()
+            states = await self._group_counts(
+                self._frontier, job_id, {"state": "$state"}
+            )
+            groups = await self._group_counts(
+                self._pages,
+                job_id,
+                {"status_class": "$status_class", "error_kind": "$error_kind"},
+            )
+        return _job_counters(states, groups)
+
+    async def add_skipped(self, job_id: str, counts: Mapping[str, int]) -> None:
+        """Add link-skip counts (by reason) to the job. A missing job is ignored.
+
+        Raises ValueError for a reason that is empty, contains ``.`` or starts
+        with ``$``, because MongoDB reads those as paths or operators.
+        """
+        if not counts:
+            return
+        for reason in counts:
+            _check_skip_reason(reason)
+        increments = {f"skipped.{reason}": count for reason, count in counts.items()}
+
+        with self._errors("add_skipped"):
+            async with self._locked("jobs"):
+                await self._jobs.update_one({"_id": job_id}, {"$inc": increments})
+
+    # -- leases -------------------------------------------------------------
+
+    async def claim_job(
+        self, worker_id: str, *, lease_s: float, now: float
+    ) -> Job | None:
+        """Lease the oldest claimable job to ``worker_id`` and mark it running.
+
+        Claimable are queued jobs and running jobs whose lease expired
+        (``lease_expires_at < now``) or was released. Returns None when there
+        is none.
+        """
+        _check_lease(lease_s)
+        expires_at = now + lease_s
+        stamp = utc_timestamp()
+        query = {
+            "$or": [
+                {"state": str(JobState.QUEUED)},
+                {"state": str(JobState.RUNNING), "lease_expires_at": None},
+                {"state": str(JobState.RUNNING), "lease_expires_at": {"$lt": now}},
+            ]
+        }
+        update = {
+            "$set": {
+                "state": str(JobState.RUNNING),
+                "lease_owner": worker_id,
+                "lease_expires_at": expires_at,
+                "updated_at": stamp,
+            },
+            "$min": {"started_at": stamp},
+        }
+
+        # The document before the update shows whether this is a claim or a
+        # reclaim, which the log reports.
+        with self._errors("claim_job"):
+            async with self._locked("jobs"):
+                before = await self._jobs.find_one_and_update(
+                    query,
+                    update,
+                    sort=[("seq", ASCENDING)],
+                    return_document=ReturnDocument.BEFORE,
+                )
+        if before is None:
+            return None
+
+        job = _claimed_job(_job_from_document(before), worker_id, expires_at, stamp)
+        if before["state"] == JobState.RUNNING:
+            logger.warning(
+                "Worker %s reclaimed job %s from %s, whose lease ended",
+                worker_id,
+                job.id,
+                before.get("lease_owner"),
+            )
+        else:
+            logger.info("Worker %s claimed job %s", worker_id, job.id)
+        return job
+
+    async def renew_lease(
+        self, job_id: str, worker_id: str, *, lease_s: float, now: float
+    ) -> bool:
+        """Extend the lease to ``now + lease_s``.
+
+        Returns False if ``worker_id`` no longer holds the lease.
+        """
+        _check_lease(lease_s)
+        with self._errors("renew_lease"):
+            async with self._locked("jobs"):
+                result = await self._jobs.update_one(
+                    {"_id": job_id, "lease_owner": worker_id},
+                    {"$set": {"lease_expires_at": now + lease_s}},
+                )
+        return result.matched_count == 1
+
+    async def release_job(self, job_id: str, worker_id: str) -> None:
+        """Drop the lease if ``worker_id`` holds it. The job's state stays as it is."""
+        with self._errors("release_job"):
+            async with self._locked("jobs"):
+                await self._jobs.update_one(
+                    {"_id": job_id, "lease_owner": worker_id},
+                    {"$unset": {"lease_owner": "", "lease_expires_at": ""}},
+                )
+
+    # -- frontier -----------------------------------------------------------
+
+    async def add_requests(self, job_id: str, requests: Sequence[CrawlRequest]) -> int:
+        """Queue the requests whose key the job has not seen and return how many.
+
+        A missing job stores nothing and returns 0. Of two requests with one
+        key in ``requests``, the first is queued.
+        """
+        if not requests:
+            return 0
+        unique = {request.key: request for request in reversed(requests)}
+        documents = [
+            _frontier_document(job_id, request)
+            for request in requests
+            if unique.get(request.key) is request
+        ]
+
+        with self._errors("add_requests"):
+            if not await self._job_exists(job_id):
+                return 0
+            return await _insert_new(self._frontier, documents)
+
+    async def claim_key(self, job_id: str, key: str) -> bool:
+        """Mark ``key`` seen (as done) without queueing it.
+
+        Returns False if the job has seen the key, or the job is missing.
+        """
+        document = {"_id": ObjectId(), "job": job_id, "key": key, "state": "done"}
+        with self._errors("claim_key"):
+            if not await self._job_exists(job_id):
+                return False
+            return await _insert_new(self._frontier, [document]) == 1
+
+    async def pop_request(
+        self, job_id: str, busy_hosts: Collection[str], worker_id: str
+    ) -> CrawlRequest | None:
+        """Mark the oldest queued request of a host not in ``busy_hosts`` as in
+        progress for ``worker_id`` and return it."""
+        query: Document = {"job": job_id, "state": "queued"}
+        if busy_hosts:
+            query["host"] = {"$nin": list(busy_hosts)}
+
+        # The server skips the queued entries of busy hosts one by one, so a pop
+        # reads every queued entry of the busy hosts that is older than the
+        # first free one.
+        with self._errors("pop_request"):
+            async with self._locked(f"frontier:{job_id}"):
+                document = await self._frontier.find_one_and_update(
+                    query,
+                    {"$set": {"state": "in_progress", "owner": worker_id}},
+                    sort=[("_id", ASCENDING)],
+                    return_document=ReturnDocument.AFTER,
+                )
+        return None if document is None else _request_from_document(document)
+
+    async def complete_request(self, job_id: str, key: str) -> None:
+        """Mark an in-progress request done. Other states are left as they are."""
+        with self._errors("complete_request"):
+            await self._frontier.update_one(
+                {"job": job_id, "key": key, "state": "in_progress"},
+                {"$set": {"state": "done"}, "$unset": {"owner": ""}},
+            )
+
+    async def requeue_in_progress(self, job_id: str) -> int:
+        """Return every in-progress request of the job to the queue and count them.
+
+        Requeued requests keep their place, so they are popped before newer ones.
+        """
+        with self._errors("requeue_in_progress"):
+            result = await self._frontier.update_many(
+                {"job": job_id, "state": "in_progress"},
+                {"$set": {"state": "queued"}, "$unset": {"owner": ""}},
+            )
+        if result.modified_count:
+            logger.info(
+                "Requeued %d in-progress requests of job %s",
+                result.modified_count,
+                job_id,
+            )
+        return result.modified_count
+
+    # -- pages --------------------------------------------------------------
+
+    async def save_page(self, job_id: str, record: PageRecord) -> bool:
+        """Store the record unless one with its key exists. Returns True if stored.
+
+        A missing job stores nothing and returns False.
+        """
+        document = _page_document(job_id, record)
+        with self._errors("save_page"):
+            if not await self._job_exists(job_id):
+                return False
+            return await _insert_new(self._pages, [document]) == 1
+
+    async def list_pages(
+        self,
+        job_id: str,
+        *,
+        filters: PageFilter = _NO_FILTER,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ResultPage[dict[str, Any]]:
+        """List page records (as ``PageRecord.to_dict()``) in the order stored.
+
+        Raises InvalidCursorError for a cursor of another listing or job.
+        """
+        _check_limit(limit)
+        listing = _pages_listing(job_id)
+        after = None if cursor is None else _decode_cursor(cursor, listing)
+        with self._errors("list_pages"):
+            rows = await self._select_pages(job_id, filters, after, limit + 1)
+        return _result_page(rows, limit, listing)
+
+    async def iter_pages(
+        self, job_id: str, *, filters: PageFilter = _NO_FILTER, batch_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield every matching record in stored order, ``batch_size`` at a time.
+
+        Each batch is one query that continues after the last record yielded,
+        so records saved meanwhile are yielded too, and the iteration ends at
+        the first batch that is not full.
+        """
+        _check_limit(batch_size)
+        after: ObjectId | None = None
+        while True:
+            with self._errors("iter_pages"):
+                batch = await self._select_pages(job_id, filters, after, batch_size)
+            for _, record in batch:
+                yield record
+            if len(batch) < batch_size:
+                return
+            after = batch[-1][0]
+
+    # -- queries shared by several operations --------------------------------
+
+    async def _job_exists(self, job_id: str) -> bool:
+        return await self._jobs.find_one({"_id": job_id}, {"_id": 1}) is not None
+
+    async def _group_counts(
+        self, collection: AsyncCollection[Document], job_id: str, group: Document
+    ) -> list[tuple[Document, int]]:
+        """Count the job's documents by the fields in ``group`` (name: "$field")."""
+        pipeline: list[Document] = [
+            {"$match": {"job": job_id}},
+            {"$group": {"_id": group, "count": {"$sum": 1}}},
+        ]
+        cursor = await collection.aggregate(pipeline)
+        return [(row["_id"], int(row["count"])) async for row in cursor]
+
+    async def _select_pages(
+        self,
+        job_id: str,
+        filters: PageFilter,
+        after: ObjectId | None,
+        limit: int,
+    ) -> list[tuple[ObjectId, dict[str, Any]]]:
+        """Return up to ``limit`` matching records after ``after``, with their _id."""
+        query = _page_query(job_id, filters)
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        documents = await (
+            self._pages.find(query, {"record": 1})
+            .sort("_id", ASCENDING)
+            .limit(limit)
+            .to_list()
+        )
+        return [
+            (document["_id"], json.loads(document["record"])) for document in documents
+        ]
+
+    # -- errors and locks -----------------------------------------------------
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Raise StoreError naming ``operation`` if the store is closed or the
+        driver fails inside the block."""
+        if self._closed:
+            raise StoreError(f"{operation} failed: the MongoDB store is closed")
+        with _store_errors(operation):
+            yield
+
+    @asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[None]:
+        """Hold the lock ``name`` for the block when the server is FerretDB.
+
+        The lock is a document in ``locks`` with ``_id`` = ``name``: the unique
+        ``_id`` lets one insert win. A lock older than LOCK_TTL_S is deleted by
+        the next operation that wants it. On MongoDB this does nothing, because
+        its single-document updates are atomic.
+        """
+        if not self._use_locks:
+            yield
+            return
+
+        token = secrets.token_hex(8)
+        await self._acquire_lock(name, token)
+        try:
+            yield
+        finally:
+            await self._locks.delete_one({"_id": name, "token": token})
+
+    async def _acquire_lock(self, name: str, token: str) -> None:
+        # NOTE: FerretDB deletes a stale lock by _id after reading it, so two
+        # processes that both find the same stale lock can delete each other's
+        # new lock, and both hold it. That needs a holder that died first.
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = LOCK_RETRY_S
+        while True:
+            try:
+                await self._locks.insert_one(
+                    {
+                        "_id": name,
+                        "token": token,
+                        "expires_at": time.time() + LOCK_TTL_S,
+                    }
+                )
+                return
+            except DuplicateKeyError:
+                pass
+
+            stale = await self._locks.delete_one(
+                {"_id": name, "expires_at": {"$lt": time.time()}}
+            )
+            if stale.deleted_count:
+                logger.warning(
+                    "Took over lock %s, whose holder never released it", name
+                )
+                continue
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"timed out after {LOCK_WAIT_S} s waiting for lock {name!r}, "
+                    "because other processes kept it taken; retry the operation"
+                )
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+
+
+# -- opening -------------------------------------------------------------------
+
+
+async def _create_indexes(database: AsyncDatabase[Document]) -> None:
+    for collection, name, keys, unique in _INDEXES:
+        await database[collection].create_index(keys, name=name, unique=unique)
+
+
+async def _ferretdb_version(database: AsyncDatabase[Document]) -> str | None:
+    """Return the FerretDB version that ``buildInfo`` reports, or None for MongoDB."""
+    info = await database.command("buildInfo")
+    version = info.get("ferretdbVersion")
+    return None if version is None else str(version)
+
+
+@contextmanager
+def _store_errors(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StoreError(f"{operation} failed: {exc}") from exc
+
+
+# -- documents -----------------------------------------------------------------
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _idempotency_value(job_id: str, idempotency_key: str | None) -> str:
+    """Return the value of the job's unique ``idempotency`` field.
+
+    FerretDB 1.24 has no partial indexes and ignores ``sparse``, and MongoDB's
+    unique index admits one document without the field. So every job gets a
+    value: ``key:`` and its key, or ``job:`` and its id.
+    """
+    if idempotency_key is None:
+        return f"job:{job_id}"
+    return f"key:{idempotency_key}"
+
+
+def _job_from_document(document: Document) -> Job:
+    idempotency: str = document["idempotency"]
+    expires_at = document.get("lease_expires_at")
+    return Job(
+        id=document["_id"],
+        state=JobState(document["state"]),
+        options=json.loads(document["options"]),
+        created_at=document["created_at"],
+        updated_at=document["updated_at"],
+        started_at=document.get("started_at"),
+        finished_at=document.get("finished_at"),
+        last_error=document.get("last_error"),
+        schedule_id=document.get("schedule_id"),
+        idempotency_key=idempotency.removeprefix("key:")
+        if idempotency.startswith("key:")
+        else None,
+        lease_owner=document.get("lease_owner"),
+        lease_expires_at=None if expires_at is None else float(expires_at),
+        skipped={reason: int(count) for reason, count in document["skipped"].items()},
+    )
+
+
+def _transition_update(to: JobState, last_error: str | None, stamp: str) -> Document:
+    """Return the update of :meth:`MongoStore.transition`.
+
+    ``$min`` sets started_at only when it is missing or later than ``stamp``.
+    """
+    # NOTE: a process whose clock runs behind the one that first set started_at
+    # moves it earlier; with one clock it is set once.
+    fields: Document = {"state": str(to), "updated_at": stamp}
+    unset: Document = {}
+    update: Document = {"$set": fields}
+    if to is JobState.RUNNING:
+        update["$min"] = {"started_at": stamp}
+    if to in FINAL_STATES:
+        fields["finished_at"] = stamp
+        unset.update({"lease_owner": "", "lease_expires_at": ""})
+    else:
+        unset["finished_at"] = ""
+    if last_error is not None:
+        fields["last_error"] = last_error
+    update["$unset"] = unset
+    return update
+
+
+def _claimed_job(before: Job, worker_id: str, expires_at: float, stamp: str) -> Job:
+    """Return the job as :meth:`MongoStore.claim_job`'s update leaves it."""
+    started_at = stamp if before.started_at is None else min(before.started_at, stamp)
+    return dataclasses.replace(
+        before,
+        state=JobState.RUNNING,
+        lease_owner=worker_id,
+        lease_expires_at=expires_at,
+        updated_at=stamp,
+        started_at=started_at,
+    )
+
+
+def _check_skip_reason(reason: str) -> None:
+    if not reason or "." in reason or reason.startswith("$"):
+        raise ValueError(
+            f"invalid skip reason {reason!r}: it must be non-empty, contain no '.' "
+            "and not start with '$'"
+        )
+
+
+def _job_counters(
+    states: list[tuple[Document, int]], groups: list[tuple[Document, int]]
+) -> JobCounters:
+    frontier = {group["state"]: count for group, count in states}
+    errors: dict[str, int] = {}
+    for group, count in groups:
+        kind = group.get("error_kind")
+        if kind is not None:
+            errors[kind] = errors.get(kind, 0) + count
+    return JobCounters(
+        queued=frontier.get("queued", 0),
+        in_progress=frontier.get("in_progress", 0),
+        done=frontier.get("done", 0),
+        pages=sum(count for _, count in groups),
+        fetched=sum(
+            count for group, count in groups if group.get("status_class") is not None
+        ),
+        failed=sum(n for kind, n in errors.items() if kind not in NOT_FAILURES),
+        errors=errors,
+    )
+
+
+def _frontier_document(job_id: str, request: CrawlRequest) -> Document:
+    return {
+        "_id": ObjectId(),
+        "job": job_id,
+        "key": request.key,
+        "state": "queued",
+        "url": request.url,
+        "host": request.host,
+        "depth": request.depth,
+        "referrer": request.referrer,
+    }
+
+
+def _request_from_document(document: Document) -> CrawlRequest:
+    return CrawlRequest(
+        url=document["url"],
+        key=document["key"],
+        host=document["host"],
+        depth=document["depth"],
+        referrer=document.get("referrer"),
+    )
+
+
+def _page_document(job_id: str, record: PageRecord) -> Document:
+    status = record.status
+    return {
+        "_id": ObjectId(),
+        "job": job_id,
+        "key": record.key,
+        "status_class": None if status is None else status // 100,
+        "error_kind": None if record.error is None else record.error.kind,
+        "depth": record.depth,
+        "record": _dump_json(record.to_dict()),
+    }
+
+
+def _page_query(job_id: str, filters: PageFilter) -> Document:
+    query: Document = {"job": job_id}
+    if filters.status_class is not None:
+        query["status_class"] = filters.status_class
+    if filters.depth is not None:
+        query["depth"] = filters.depth
+    if filters.error_kind is not None:
+        query["error_kind"] = filters.error_kind
+    elif filters.errors_only:
+        query["error_kind"] = {"$ne": None}
+    return query
+
+
+async def _insert_new(
+    collection: AsyncCollection[Document], documents: list[Document]
+) -> int:
+    """Insert the documents whose unique key is free and return how many.
+
+    Duplicate key errors mean "already there" and are not raised. Any other
+    write error raises the driver's BulkWriteError.
+    """
+    try:
+        result = await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        write_errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in write_errors):
+            raise
+        return int(exc.details.get("nInserted", 0))
+    return len(result.inserted_ids)
+
+
+# -- cursors and arguments -----------------------------------------------------
+
+_JOBS_LISTING = "jobs"
+
+
+def _pages_listing(job_id: str) -> str:
+    return f"pages:{job_id}"
+
+
+def _encode_cursor(listing: str, position: ObjectId) -> str:
+    """Return an opaque cursor: base64url of the listing's tag and the last ObjectId."""
+    raw = json.dumps([listing, str(position)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, listing: str) -> ObjectId:
+    """Return the ObjectId in ``cursor``.
+
+    Raises InvalidCursorError unless the cursor decodes to ``listing``'s tag and
+    an ObjectId. Cursors are not signed: a hand-made one only moves the start point.
+    """
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+        tag, position = json.loads(raw)
+    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
+        raise _invalid_cursor(cursor) from exc
+    if tag != listing or type(position) is not str or not ObjectId.is_valid(position):
+        raise _invalid_cursor(cursor)
+    return ObjectId(position)
+
+
+def _invalid_cursor(cursor: str) -> InvalidCursorError:
+    shown = cursor if len(cursor) <= 60 else cursor[:60] + "..."
+    return InvalidCursorError(
+        f"invalid cursor {shown!r}: it was not returned by this listing; "
+        "request the first page without a cursor"
+    )
+
+
+def _result_page(
+    rows: list[tuple[ObjectId, T]], limit: int, listing: str
+) -> ResultPage[T]:
+    """Return the first ``limit`` items and, if a row is left, the next cursor."""
+    items = [item for _, item in rows[:limit]]
+    if len(rows) <= limit:
+        return ResultPage(items=items, next_cursor=None)
+    return ResultPage(
+        items=items, next_cursor=_encode_cursor(listing, rows[limit - 1][0])
+    )
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+def _check_lease(lease_s: float) -> None:
+    if not lease_s > 0:
+        raise ValueError(f"lease_s must be a positive number of seconds, got {lease_s}")
