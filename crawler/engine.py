@@ -568,11 +568,31 @@ class Crawler:
     # -- seeds and sitemaps ------------------------------------------------
 
     async def _add_seeds(self) -> None:
+        """Queue the seeds; a seed the scope rules reject gets an error record.
+
+        A link that leaves the scope is only counted, but a seed is what the
+        user asked for, so its rejection must be visible in the results.
+        """
         requests: list[CrawlRequest] = []
         for seed in self.options.seeds:
-            request = self._request_for(seed, 0, None)
-            if request is not None:
-                requests.append(request)
+            url = normalize_url(seed)
+            decision = self._scope.admit(url)
+            key = canonicalize_url(url, self.options.strip_params)
+            if decision.allowed:
+                requests.append(CrawlRequest(url, key, host_key(url), 0, None))
+                continue
+            if await self._store.claim_key(key):
+                error = PageError("out_of_scope", f"seed rejected: {decision.detail}")
+                record = PageRecord(
+                    url=url,
+                    final_url=url,
+                    key=key,
+                    depth=0,
+                    referrer=None,
+                    fetched_at=utc_timestamp(),
+                    error=error,
+                )
+                await self._save(record)
         self.stats.queued += await self._store.add(requests)
 
     def _request_for(

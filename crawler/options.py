@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from crawler.errors import InvalidOptionError, InvalidUrlError
+from crawler.patterns import PatternError, compile_pattern
 from crawler.urls import DEFAULT_STRIP_PARAMS, normalize_url
 
 Scope = Literal["host", "domain", "allowlist"]
@@ -200,12 +201,13 @@ class CrawlOptions:
         for option_name in ("include", "exclude"):
             for pattern in getattr(self, option_name):
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
+                    compile_pattern(pattern)
+                except PatternError as exc:
                     raise InvalidOptionError(
                         option_name,
                         f"{option_name} pattern {pattern!r} is not a valid regular "
-                        f"expression: {exc}",
+                        f"expression ({exc}); patterns use RE2 syntax, which has "
+                        "no look-around or back-references",
                     ) from exc
         if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
             raise InvalidOptionError(

@@ -30,9 +30,10 @@ The rules run in this order, and the first one that rejects decides:
 3. ``exclude`` (out_of_scope): a pattern of ``exclude`` matches the URL.
 4. ``include`` (out_of_scope): ``include`` is not empty and none of its
    patterns matches the URL. Exclude wins over include because it runs
-   first. Patterns are Python regular expressions applied with
-   ``re.search`` to the full normalized URL, so ``/docs/`` matches anywhere
-   and ``^https://`` anchors at the start.
+   first. Patterns are regular expressions in RE2 syntax (Python's, without
+   look-around or back-references), searched for in the full normalized URL,
+   so ``/docs/`` matches anywhere and ``^https://`` anchors at the start.
+   RE2 matches in linear time, so no pattern can stall the crawl.
 5. ``path_repeats`` (trap): one non-empty path segment occurs more than
    ``max_path_repeats`` times in the path, as in ``/a/b/a/b/a/b/a/b`` with
    the default of 3.
@@ -55,7 +56,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +65,7 @@ import tldextract
 
 from crawler.errors import InvalidOptionError, InvalidUrlError
 from crawler.options import CrawlOptions
+from crawler.patterns import compile_pattern
 from crawler.urls import DEFAULT_PORTS, host_key, hostname_of, normalize_url
 
 logger = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ class Scope:
     def __init__(self, options: CrawlOptions, seeds: Sequence[str]) -> None:
         self._options = options
         self._scope = options.scope
-        self._include = [re.compile(pattern) for pattern in options.include]
-        self._exclude = [re.compile(pattern) for pattern in options.exclude]
+        self._include = [compile_pattern(pattern) for pattern in options.include]
+        self._exclude = [compile_pattern(pattern) for pattern in options.exclude]
 
         normalized_seeds = [normalize_url(seed) for seed in seeds]
         if self._scope in ("host", "domain") and not normalized_seeds:
@@ -308,7 +309,7 @@ class Scope:
         for pattern in self._exclude:
             if pattern.search(url):
                 return _out_of_scope(
-                    "exclude", f"URL matches exclude pattern '{pattern.pattern}'"
+                    "exclude", f"URL matches exclude pattern '{pattern.text}'"
                 )
 
         if not self._include:
@@ -316,7 +317,7 @@ class Scope:
         for pattern in self._include:
             if pattern.search(url):
                 return None
-        patterns = _list_values([f"'{pattern.pattern}'" for pattern in self._include])
+        patterns = _list_values([f"'{pattern.text}'" for pattern in self._include])
         return _out_of_scope(
             "include", f"URL matches none of the include patterns ({patterns})"
         )

@@ -124,9 +124,18 @@ async def problem_middleware(
         problem = InvalidOptionProblem(exc.message, field=exc.option)
     except InvalidCursorError as exc:
         problem = InvalidParameterError(str(exc), field="cursor")
+    except ConnectionResetError:
+        # The client hung up; nothing can be sent and nothing failed here.
+        logger.info(
+            "client disconnected during %s %r (request_id=%s)",
+            request.method,
+            request.path,
+            request_id,
+        )
+        raise
     except StoreError:
         logger.exception(
-            "store failed during %s %s (request_id=%s)",
+            "store failed during %s %r (request_id=%s)",
             request.method,
             request.path,
             request_id,
@@ -137,7 +146,7 @@ async def problem_middleware(
         )
     except Exception:
         logger.exception(
-            "unhandled error during %s %s (request_id=%s)",
+            "unhandled error during %s %r (request_id=%s)",
             request.method,
             request.path,
             request_id,
@@ -149,7 +158,8 @@ async def problem_middleware(
 
     if problem.status < 500:
         logger.info(
-            "%s %s -> %d %s (request_id=%s)",
+            # %r: a path can carry newlines that would forge log lines.
+            "%s %r -> %d %s (request_id=%s)",
             request.method,
             request.path,
             problem.status,

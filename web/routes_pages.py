@@ -99,7 +99,13 @@ async def index(request: web.Request) -> dict[str, Any]:
 @routes.post("/jobs", name="create_job_form")
 async def create_job_form(request: web.Request) -> web.StreamResponse:
     """Start a crawl from the form, or show the form again with the error."""
-    posted = await request.post()
+    try:
+        posted = await request.post()
+    except ValueError as exc:
+        # aiohttp raises ValueError for a multipart body that does not parse.
+        raise web.HTTPBadRequest(
+            text=f"The form body could not be read: {exc}"
+        ) from exc
     form = {name: value for name, value in posted.items() if isinstance(value, str)}
 
     try:

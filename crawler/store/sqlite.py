@@ -1072,7 +1072,8 @@ def _decode_cursor(cursor: str, listing: str) -> int:
         tag, position = json.loads(raw)
     except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
         raise _invalid_cursor(cursor) from exc
-    if tag != listing or type(position) is not int or position < 0:
+    # SQLite integers are signed 64-bit: a larger position cannot be a seq.
+    if tag != listing or type(position) is not int or not 0 <= position < 2**63:
         raise _invalid_cursor(cursor)
     return position
 

@@ -829,3 +829,17 @@ async def test_unreachable_host_recorded_as_connect_error() -> None:
     assert record.error is not None
     assert record.error.kind == "connect"
     assert record.error.message.startswith("robots.txt could not be fetched")
+
+
+async def test_seed_outside_scope_gets_record(hostile_site: ServedApp) -> None:
+    records, _ = await crawl(hostile_site, "/links/good", exclude=("good",))
+
+    assert records == [
+        failure(
+            hostile_site,
+            "/links/good",
+            "out_of_scope",
+            "seed rejected: URL matches exclude pattern 'good'",
+        )
+    ]
+    assert hostile_site.fetched_paths() == []

@@ -560,3 +560,28 @@ def test_check_rejects_non_normalized(url: str) -> None:
 def test_check_rejects_idn_not_normalized() -> None:
     with pytest.raises(InvalidUrlError):
         make_scope().check("http://пример.рф/")
+
+
+def test_scope_backtracking_pattern_finishes() -> None:
+    # With Python's re this search would backtrack for longer than the
+    # universe's age; RE2 answers at once (the suite's per-test timeout
+    # would fail a backtracking engine).
+    options = CrawlOptions(
+        seeds=("http://example.org/",), include=("(a+)+$",), max_url_length=65_536
+    )
+    scope = Scope(options, options.seeds)
+
+    decision = scope.check("http://example.org/" + "a" * 5000 + "!")
+
+    assert decision.allowed is False
+    assert decision.rule == "include"
+
+
+def test_options_reject_lookaround_pattern() -> None:
+    options = CrawlOptions(seeds=("http://example.org/",), exclude=("(?<=a)b",))
+
+    with pytest.raises(InvalidOptionError) as raised:
+        options.validate()
+
+    assert raised.value.option == "exclude"
+    assert "RE2 syntax" in raised.value.message

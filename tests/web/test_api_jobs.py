@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -292,3 +294,24 @@ def test_rate_of_running_job_uses_now() -> None:
 
 def test_rate_before_start_is_zero() -> None:
     assert pages_per_second(_job(None), 10, datetime.now(UTC)) == 0.0
+
+
+async def test_list_rejects_cursor_beyond_sqlite_range(client: Client) -> None:
+    raw = json.dumps(["jobs", 2**63]).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    response = await client.get(JOBS, params={"cursor": cursor})
+    problem = await response.json()
+
+    assert response.status == 400
+    assert problem["field"] == "cursor"
+
+
+async def test_form_rejects_unparsable_multipart(client: Client) -> None:
+    response = await client.post(
+        "/jobs",
+        data=b"not multipart at all",
+        headers={"Content-Type": "multipart/form-data; boundary=zz"},
+    )
+
+    assert response.status == 400
