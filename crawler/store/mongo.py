@@ -41,8 +41,6 @@ updates.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -70,12 +68,18 @@ from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord, utc_timestamp
 from crawler.store.base import (
     FINAL_STATES,
-    InvalidCursorError,
     Job,
     JobCounters,
     JobState,
     PageFilter,
     ResultPage,
+)
+from crawler.store.listing import (
+    check_lease,
+    check_limit,
+    decode_cursor,
+    invalid_cursor,
+    result_page,
 )
 
 logger = logging.getLogger(__name__)
@@ -263,7 +267,7 @@ class MongoStore:
 
         Raises InvalidCursorError for a cursor that this listing did not return.
         """
-        _check_limit(limit)
+        check_limit(limit)
         query: Document = {}
         if cursor is not None:
             query["seq"] = {"$lt": _decode_cursor(cursor, _JOBS_LISTING)}
@@ -375,7 +379,7 @@ class MongoStore:
         (``lease_expires_at < now``) or was released. Returns None when there
         is none.
         """
-        _check_lease(lease_s)
+        check_lease(lease_s)
         expires_at = now + lease_s
         stamp = utc_timestamp()
         query = {
@@ -427,7 +431,7 @@ class MongoStore:
 
         Returns False if ``worker_id`` no longer holds the lease.
         """
-        _check_lease(lease_s)
+        check_lease(lease_s)
         with self._errors("renew_lease"):
             async with self._locked("jobs"):
                 result = await self._jobs.update_one(
@@ -551,7 +555,7 @@ class MongoStore:
 
         Raises InvalidCursorError for a cursor of another listing or job.
         """
-        _check_limit(limit)
+        check_limit(limit)
         listing = _pages_listing(job_id)
         after = None if cursor is None else _decode_cursor(cursor, listing)
         with self._errors("list_pages"):
@@ -567,7 +571,7 @@ class MongoStore:
         so records saved meanwhile are yielded too, and the iteration ends at
         the first batch that is not full.
         """
-        _check_limit(batch_size)
+        check_limit(batch_size)
         after: ObjectId | None = None
         while True:
             with self._errors("iter_pages"):
@@ -888,54 +892,15 @@ def _pages_listing(job_id: str) -> str:
     return f"pages:{job_id}"
 
 
-def _encode_cursor(listing: str, position: ObjectId) -> str:
-    """Return an opaque cursor: base64url of the listing's tag and the last ObjectId."""
-    raw = json.dumps([listing, str(position)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
 def _decode_cursor(cursor: str, listing: str) -> ObjectId:
-    """Return the ObjectId in ``cursor``.
-
-    Raises InvalidCursorError unless the cursor decodes to ``listing``'s tag and
-    an ObjectId. Cursors are not signed: a hand-made one only moves the start point.
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
-        tag, position = json.loads(raw)
-    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
-        raise _invalid_cursor(cursor) from exc
-    if tag != listing or type(position) is not str or not ObjectId.is_valid(position):
-        raise _invalid_cursor(cursor)
+    """Return the ObjectId in ``cursor``; InvalidCursorError for anything else."""
+    position = decode_cursor(cursor, listing)
+    if type(position) is not str or not ObjectId.is_valid(position):
+        raise invalid_cursor(cursor)
     return ObjectId(position)
-
-
-def _invalid_cursor(cursor: str) -> InvalidCursorError:
-    shown = cursor if len(cursor) <= 60 else cursor[:60] + "..."
-    return InvalidCursorError(
-        f"invalid cursor {shown!r}: it was not returned by this listing; "
-        "request the first page without a cursor"
-    )
 
 
 def _result_page(
     rows: list[tuple[ObjectId, T]], limit: int, listing: str
 ) -> ResultPage[T]:
-    """Return the first ``limit`` items and, if a row is left, the next cursor."""
-    items = [item for _, item in rows[:limit]]
-    if len(rows) <= limit:
-        return ResultPage(items=items, next_cursor=None)
-    return ResultPage(
-        items=items, next_cursor=_encode_cursor(listing, rows[limit - 1][0])
-    )
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-
-
-def _check_lease(lease_s: float) -> None:
-    if not lease_s > 0:
-        raise ValueError(f"lease_s must be a positive number of seconds, got {lease_s}")
+    return result_page(rows, limit, listing, str)

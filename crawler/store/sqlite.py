@@ -46,8 +46,6 @@ thread opened before the fork do not work in the child.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import json
 import logging
@@ -73,12 +71,18 @@ from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord, utc_timestamp
 from crawler.store.base import (
     FINAL_STATES,
-    InvalidCursorError,
     Job,
     JobCounters,
     JobState,
     PageFilter,
     ResultPage,
+)
+from crawler.store.listing import (
+    check_lease,
+    check_limit,
+    decode_cursor,
+    invalid_cursor,
+    result_page,
 )
 
 logger = logging.getLogger(__name__)
@@ -277,7 +281,7 @@ class SqliteStore:
 
         Raises InvalidCursorError for a cursor that this listing did not return.
         """
-        _check_limit(limit)
+        check_limit(limit)
         before = None if cursor is None else _decode_cursor(cursor, _JOBS_LISTING)
         jobs = await self._run(
             "list_jobs",
@@ -342,7 +346,7 @@ class SqliteStore:
         (``lease_expires_at < now``) or was released. Returns None when there
         is none.
         """
-        _check_lease(lease_s)
+        check_lease(lease_s)
         return await self._run(
             "claim_job", _claim_job, worker_id, now + lease_s, now, utc_timestamp()
         )
@@ -354,7 +358,7 @@ class SqliteStore:
 
         Returns False if ``worker_id`` no longer holds the lease.
         """
-        _check_lease(lease_s)
+        check_lease(lease_s)
         return await self._run(
             "renew_lease", _renew_lease, job_id, worker_id, now + lease_s
         )
@@ -422,7 +426,7 @@ class SqliteStore:
 
         Raises InvalidCursorError for a cursor of another listing or job.
         """
-        _check_limit(limit)
+        check_limit(limit)
         listing = _pages_listing(job_id)
         after = 0 if cursor is None else _decode_cursor(cursor, listing)
         pages = await self._run(
@@ -439,7 +443,7 @@ class SqliteStore:
         so records saved meanwhile are yielded too, and the iteration ends at
         the first batch that is not full.
         """
-        _check_limit(batch_size)
+        check_limit(batch_size)
         after = 0
         while True:
             batch = await self._run(
@@ -1054,53 +1058,14 @@ def _pages_listing(job_id: str) -> str:
     return f"pages:{job_id}"
 
 
-def _encode_cursor(listing: str, position: int) -> str:
-    """Return an opaque cursor: base64url of the listing's tag and the last seq."""
-    raw = json.dumps([listing, position], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
 def _decode_cursor(cursor: str, listing: str) -> int:
-    """Return the seq in ``cursor``.
-
-    Raises InvalidCursorError unless the cursor decodes to ``listing``'s tag and
-    a seq. Cursors are not signed: a hand-made one only moves the start point.
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
-        tag, position = json.loads(raw)
-    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
-        raise _invalid_cursor(cursor) from exc
+    """Return the seq in ``cursor``; InvalidCursorError for anything else."""
+    position = decode_cursor(cursor, listing)
     # SQLite integers are signed 64-bit: a larger position cannot be a seq.
-    if tag != listing or type(position) is not int or not 0 <= position < 2**63:
-        raise _invalid_cursor(cursor)
+    if type(position) is not int or not 0 <= position < 2**63:
+        raise invalid_cursor(cursor)
     return position
 
 
-def _invalid_cursor(cursor: str) -> InvalidCursorError:
-    shown = cursor if len(cursor) <= 60 else cursor[:60] + "..."
-    return InvalidCursorError(
-        f"invalid cursor {shown!r}: it was not returned by this listing; "
-        "request the first page without a cursor"
-    )
-
-
 def _result_page(rows: list[tuple[int, T]], limit: int, listing: str) -> ResultPage[T]:
-    """Return the first ``limit`` items and, if a row is left, the next cursor."""
-    items = [item for _, item in rows[:limit]]
-    if len(rows) <= limit:
-        return ResultPage(items=items, next_cursor=None)
-    return ResultPage(
-        items=items, next_cursor=_encode_cursor(listing, rows[limit - 1][0])
-    )
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-
-
-def _check_lease(lease_s: float) -> None:
-    if not lease_s > 0:
-        raise ValueError(f"lease_s must be a positive number of seconds, got {lease_s}")
+    return result_page(rows, limit, listing, int)
