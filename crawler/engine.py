@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 
-from crawler.errors import FetchError, InvalidUrlError
+from crawler.errors import FetchError, InvalidUrlError, StoreError
 from crawler.fetch import (
     Fetcher,
     Response,
@@ -242,6 +242,18 @@ class Crawler:
         except asyncio.CancelledError:
             # Not done: the store may hand the request out again.
             raise
+        except StoreError as exc:
+            # The record could not be kept, so the request must not be marked
+            # done either: it stays in progress, and whoever reclaims the job
+            # returns it to the queue. Crawling on would only lose more pages.
+            logger.error(
+                "Store failed while recording %s (%s); stopping the crawl",
+                request.url,
+                exc,
+                extra={"url": request.url},
+            )
+            self.stop("store_error", cancel_in_flight=False)
+            return
         except Exception:
             # The top of a worker: a bug in one page must not end the crawl.
             logger.exception("Unexpected error while crawling %s", request.url)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import itertools
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from crawler.engine import Crawler, CrawlStats
+from crawler.errors import StoreError
 from crawler.fetch import create_session
-from crawler.frontier import MemoryStore
+from crawler.frontier import CrawlRequest, MemoryStore
 from crawler.guard import AddressGuard, parse_networks
 from crawler.options import CrawlOptions
 from crawler.parse_pool import ParsePool
@@ -843,3 +845,40 @@ async def test_seed_outside_scope_gets_record(hostile_site: ServedApp) -> None:
         )
     ]
     assert hostile_site.fetched_paths() == []
+
+
+class _FailingStore(MemoryStore):
+    """An in-memory store whose saves fail from the third on, like a lost database."""
+
+    def __init__(self, on_record: Callable[[PageRecord], None]) -> None:
+        super().__init__(on_record)
+        self.saves = 0
+        self.done_keys: list[str] = []
+
+    async def save(self, record: PageRecord) -> None:
+        self.saves += 1
+        if self.saves >= 3:
+            raise StoreError("database is gone")
+        await super().save(record)
+
+    async def done(self, request: CrawlRequest) -> None:
+        self.done_keys.append(request.key)
+
+
+async def test_store_failure_stops_crawl_without_losing_requests(
+    hostile_site: ServedApp,
+) -> None:
+    # One request at a time, so the failing save is the last one made.
+    overrides = {**FAST_OPTIONS, "max_depth": 1, "concurrency": 1}
+    options = CrawlOptions(seeds=(hostile_site.url("/"),), **overrides)
+    records: list[PageRecord] = []
+    store = _FailingStore(records.append)
+    guard = AddressGuard(parse_networks(LOOPBACK, option="allow_networks"))
+    async with create_session(guard) as session:
+        stats = await Crawler(options, store, session, ParsePool("inline")).run()
+
+    assert stats.finish_reason == "store_error"
+    assert len(records) == 2
+    assert store.saves == 3
+    # Only requests whose record was kept are done; the failed one is not.
+    assert store.done_keys == [hostile_site.url("/"), records[1].url]
