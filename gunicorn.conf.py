@@ -18,6 +18,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "aiohttp.GunicornWebWorker"
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 timeout = 60
+# Longer than nginx's 60 s upstream idle timeout, so the app never closes a
+# kept-alive connection just as nginx sends a request on it.
+keepalive = 75
 # gunicorn 27 opens a control socket under ~/.gunicorn by default, where two
 # servers on one host would clash; GUNICORN_CONTROL_SOCKET moves it.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "/tmp/crawler-gunicorn.ctl")
