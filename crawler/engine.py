@@ -244,8 +244,8 @@ class Crawler:
             raise
         except StoreError as exc:
             # The record could not be kept, so the request must not be marked
-            # done either: it stays in progress, and whoever reclaims the job
-            # returns it to the queue. Crawling on would only lose more pages.
+            # done either. It stays in progress, and the worker that reclaims
+            # the job returns it to the queue. Crawling on would lose more pages.
             logger.error(
                 "Store failed while recording %s (%s); stopping the crawl",
                 request.url,
@@ -410,7 +410,7 @@ class Crawler:
         """Return why robots.txt forbids ``url``, or None when it may be fetched.
 
         When the guard blocked robots.txt itself, the page would be blocked
-        too, so the error says ``blocked_address`` rather than ``robots``.
+        too, so the error kind is ``blocked_address`` rather than ``robots``.
         """
         if not self.options.obey_robots:
             return None

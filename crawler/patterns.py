@@ -20,7 +20,7 @@ _OPTIONS.log_errors = False
 
 
 class PatternError(ValueError):
-    """A pattern is not valid RE2 syntax; the message says why."""
+    """A pattern is not valid RE2 syntax; the message gives the reason."""
 
 
 @dataclass(frozen=True, slots=True)

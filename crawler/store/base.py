@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 
 class JobState(StrEnum):
-    """Where a job is in its life."""
+    """The stage of a job's life cycle."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -66,7 +66,7 @@ class Job:
     idempotency_key: str | None = None
     lease_owner: str | None = None
     lease_expires_at: float | None = None
-    """Epoch seconds when the lease ends; None when nobody holds it."""
+    """Epoch seconds when the lease ends; None when no worker has the job."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Links skipped by reason (out_of_scope, trap, nofollow, max_depth, ...)."""
 
@@ -115,7 +115,7 @@ class Store(Protocol):
     """Everything the API, the workers and the scheduler need from storage."""
 
     async def ping(self) -> None:
-        """Raise StoreError unless the store answers."""
+        """Raise StoreError unless the store responds."""
         ...
 
     async def close(self) -> None: ...
