@@ -20,6 +20,9 @@ from crawler.urls import DEFAULT_STRIP_PARAMS, normalize_url
 Scope = Literal["host", "domain", "allowlist"]
 SCOPES: tuple[str, ...] = ("host", "domain", "allowlist")
 
+MAX_USER_AGENT_CHARS = 512
+MAX_SEEDS = 10_000
+
 _SELECTOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.-]*")
 
@@ -212,6 +215,18 @@ class CrawlOptions:
         if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
             raise InvalidOptionError(
                 "user_agent", "user_agent must be non-empty text on a single line"
+            )
+        if len(self.user_agent) > MAX_USER_AGENT_CHARS:
+            raise InvalidOptionError(
+                "user_agent",
+                f"user_agent must be at most {MAX_USER_AGENT_CHARS} characters, got "
+                f"{len(self.user_agent)}; servers reject longer headers",
+            )
+        if len(self.seeds) > MAX_SEEDS:
+            raise InvalidOptionError(
+                "seeds",
+                f"seeds may list at most {MAX_SEEDS} URLs, got {len(self.seeds)}; "
+                "give a sitemap URL in sitemaps for larger lists",
             )
         names = [s.name for s in self.selectors]
         duplicates = sorted({n for n in names if names.count(n) > 1})

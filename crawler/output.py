@@ -36,6 +36,20 @@ CSV_COLUMNS = (
 )
 
 
+# A cell starting with one of these is run as a formula by spreadsheet
+# programs, and titles come from crawled pages (OWASP "CSV injection").
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    """Return a CSV cell; text that a spreadsheet would run gets a leading "'"."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 class RecordWriter(Protocol):
     def write(self, record: PageRecord) -> None: ...
 
@@ -55,7 +69,9 @@ class CsvWriter:
     """Writes a header row, then one row per record.
 
     Nested values (the in-scope links, list-valued fields) are JSON-encoded in
-    their cell; each selector gets a ``field.NAME`` column.
+    their cell; each selector gets a ``field.NAME`` column. Text that starts
+    like a spreadsheet formula (``=``, ``+``, ``-``, ``@``) is prefixed with
+    ``'`` so that opening the file runs nothing.
     """
 
     def __init__(self, stream: IO[str], field_names: Sequence[str]) -> None:
@@ -96,5 +112,5 @@ class CsvWriter:
                 if isinstance(value, list)
                 else value
             )
-        self._writer.writerow(["" if v is None else v for v in row])
+        self._writer.writerow([_csv_cell(v) for v in row])
         self._stream.flush()

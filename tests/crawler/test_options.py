@@ -354,3 +354,21 @@ def test_from_mapping_accepts_sitemaps_without_seeds() -> None:
 
     assert options.seeds == ()
     assert options.sitemaps == ("http://example.org/sitemap.xml",)
+
+
+def test_options_reject_overlong_user_agent() -> None:
+    options = CrawlOptions(seeds=("http://example.org/",), user_agent="x" * 513)
+
+    with pytest.raises(InvalidOptionError) as raised:
+        options.validate()
+
+    assert raised.value.option == "user_agent"
+
+
+def test_options_reject_too_many_seeds() -> None:
+    seeds = tuple(f"http://example.org/{n}" for n in range(10_001))
+
+    with pytest.raises(InvalidOptionError) as raised:
+        CrawlOptions(seeds=seeds).validate()
+
+    assert raised.value.option == "seeds"

@@ -161,3 +161,25 @@ def test_csv_reads_back() -> None:
     assert rows[0]["title"] == PAGE.title
     assert json.loads(rows[0]["field.tags"]) == ["a", "b"]
     assert json.loads(rows[0]["links_in_scope"]) == list(PAGE.links.in_scope)
+
+
+def test_csv_neutralises_formulas() -> None:
+    stream = io.StringIO()
+    writer = CsvWriter(stream, [])
+    record = PageRecord(
+        url="http://example.org/",
+        final_url="http://example.org/",
+        key="http://example.org/",
+        depth=0,
+        referrer=None,
+        fetched_at="2026-01-01T00:00:00.000Z",
+        title='=HYPERLINK("http://evil.invalid/","x")',
+        description="@SUM(1+1)",
+    )
+
+    writer.write(record)
+    row = next(csv.DictReader(io.StringIO(stream.getvalue())))
+
+    assert row["title"] == "'=HYPERLINK(\"http://evil.invalid/\",\"x\")"
+    assert row["description"] == "'@SUM(1+1)"
+    assert row["url"] == "http://example.org/"
