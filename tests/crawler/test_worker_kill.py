@@ -35,10 +35,33 @@ def slow_tree_site() -> Iterator[ServedApp]:
         yield site
 
 
-def start_worker(database: Path, log: Path) -> subprocess.Popen[bytes]:
+MONGODB_URL = os.environ.get("MONGODB_URL", "").strip().rstrip("/")
+# The MongoDB run needs a server: it runs wherever MONGODB_URL is set, and in
+# CI, where a missing MONGODB_URL fails it instead of skipping it.
+BACKENDS = ["sqlite"] + (["mongo"] if MONGODB_URL or os.environ.get("CI") else [])
+
+
+async def open_backend(backend: str, tmp_path: Path) -> tuple[Store, str]:
+    """Open the store under test; return it and the CRAWLER_STORE_URL naming it."""
+    if backend == "sqlite":
+        database = tmp_path / "crawler.db"
+        return await SqliteStore.open(database), f"sqlite:///{database}"
+
+    if not MONGODB_URL:
+        pytest.fail(
+            "MONGODB_URL is required when CI is set (scripts/ferretdb.sh start)"
+        )
+    from crawler.store.mongo import MongoStore
+
+    name = f"killtest_{tmp_path.name[-20:]}".replace("-", "_")
+    url = f"{MONGODB_URL}/{name}"
+    return await MongoStore.open(url), url
+
+
+def start_worker(store_url: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env.update(
-        CRAWLER_STORE_URL=f"sqlite:///{database}",
+        CRAWLER_STORE_URL=store_url,
         CRAWLER_ALLOW_NETWORKS="127.0.0.0/8",
         CRAWLER_LEASE_S="2",
         CRAWLER_LOG_LEVEL="INFO",
@@ -58,16 +81,16 @@ async def page_keys(store: Store, job_id: str) -> list[str]:
     return [record["final_url"] async for record in store.iter_pages(job_id)]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_killed_worker_job_finished_by_another(
-    slow_tree_site: ServedApp, tmp_path: Path
+    backend: str, slow_tree_site: ServedApp, tmp_path: Path
 ) -> None:
-    database = tmp_path / "crawler.db"
     log = tmp_path / "workers.log"
-    store = await SqliteStore.open(database)
+    store, store_url = await open_backend(backend, tmp_path)
     options = CrawlOptions(seeds=(slow_tree_site.url("/page/0"),), concurrency=3)
     killed_job, _ = await store.create_job(options.to_mapping())
 
-    first = start_worker(database, log)
+    first = start_worker(store_url, log)
     try:
         async with asyncio.timeout(30):
             # Another process writes the pages, so polling is the only signal.
@@ -79,7 +102,7 @@ async def test_killed_worker_job_finished_by_another(
     pages_at_kill = len(await page_keys(store, killed_job.id))
     undisturbed_job, _ = await store.create_job(options.to_mapping())
 
-    second = start_worker(database, log)
+    second = start_worker(store_url, log)
     try:
         async with asyncio.timeout(90):
             while True:
@@ -97,6 +120,8 @@ async def test_killed_worker_job_finished_by_another(
 
     killed_pages = await page_keys(store, killed_job.id)
     undisturbed_pages = await page_keys(store, undisturbed_job.id)
+    if backend == "mongo":
+        await store.drop_database()  # type: ignore[attr-defined]
     await store.close()
 
     assert first.returncode == -signal.SIGKILL
