@@ -246,13 +246,13 @@ def _add_crawl_arguments(crawl: argparse.ArgumentParser) -> None:
         "--read-timeout-s",
         type=float,
         default=d.read_timeout_s,
-        help="longest wait for the next bytes",
+        help="maximum seconds to wait for the next bytes",
     )
     fetching.add_argument(
         "--total-timeout-s",
         type=float,
         default=d.total_timeout_s,
-        help="longest time for one response, body included",
+        help="maximum seconds for one response, body included",
     )
     fetching.add_argument(
         "--min-rate-bytes-s",

@@ -398,7 +398,7 @@ class Crawler:
         else:
             delay = self._retry.backoff_s(attempt)
         logger.warning(
-            "%s answered %s; retrying in %.1f s",
+            "%s responded with %s; retrying in %.1f s",
             url,
             describe_status(response.status),
             max(delay, retry_after or 0.0),
@@ -675,7 +675,7 @@ class Crawler:
             return []
         if response.status != 200:
             logger.warning(
-                "Sitemap %s answered %s",
+                "Sitemap %s responded with %s",
                 url,
                 describe_status(response.status),
                 extra={"url": url},

@@ -38,7 +38,7 @@ class FetchError(CrawlerError):
 
     Kinds: ``dns``, ``connect``, ``tls``, ``timeout``, ``http_status``,
     ``too_large``, ``blocked_address``, ``redirect_loop``, ``decode``.
-    ``retryable`` says whether another attempt may succeed. ``status`` and
+    ``retryable`` tells whether another attempt may succeed. ``status`` and
     ``content_type`` are set when the response's headers had arrived before
     the failure (a body too large, too slow or undecodable).
     """

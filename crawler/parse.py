@@ -48,7 +48,7 @@ _INVISIBLE_ELEMENTS = ("script", "style", "template")
 # Distinct links kept per page; the rest of a larger page's links are ignored.
 MAX_LINKS_PER_PAGE = 10_000
 
-# Longest title or description kept, in characters.
+# Maximum length of a kept title or description, in characters.
 MAX_TEXT_FIELD_CHARS = 2_000
 
 # How many leading bytes is_html() looks at when there is no Content-Type.

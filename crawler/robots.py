@@ -152,7 +152,7 @@ def _rules_from_response(origin: str, response: Response) -> RobotsRules:
         return RobotsRules(origin, status, parser=parser, sitemaps=sitemaps)
     if status == 429 or status >= 500:
         logger.warning(
-            "robots.txt answered %s; treating the host as disallowed",
+            "robots.txt responded with status %s; treating the host as disallowed",
             status,
             extra={"host": origin, "status": status},
         )

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log to stderr at the settings' level, INFO unless CRAWLER_LOG_LEVEL says."""
+    """Log to stderr at the settings' level: CRAWLER_LOG_LEVEL, or INFO when unset."""
     logging.basicConfig(
         level=settings.log_level or "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
