@@ -93,9 +93,20 @@ class Crawler:
         on_progress: ProgressCallback | None = None,
         retry_policy: RetryPolicy | None = None,
         pages_done: int = 0,
+        seed: bool = True,
+        poll_interval_s: float | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         """``pages_done`` counts fetches of earlier runs of the same job (a
-        reclaimed job), which count against ``max_pages``."""
+        reclaimed job), which count against ``max_pages``.
+
+        For a store shared with other crawlers of the same job: ``seed=False``
+        skips the seeds and sitemaps (the crawler that started the job queued
+        them); ``poll_interval_s`` is how often to look at the store again
+        while it reports pending requests that this crawler cannot take; and
+        ``idle_timeout_s`` ends the crawl (reason ``idle``) after that long
+        without a request of its own.
+        """
         self.options = options
         self._store = store
         self._fetcher = Fetcher(session, options, clock=clock)
@@ -118,6 +129,9 @@ class Crawler:
         self._changed = asyncio.Event()
         self._stop_reason: str | None = None
         self._budget_used = pages_done
+        self._seed = seed
+        self._poll_interval_s = poll_interval_s
+        self._idle_timeout_s = idle_timeout_s
         self.stats = CrawlStats(started=clock())
 
     # -- public API --------------------------------------------------------
@@ -140,6 +154,11 @@ class Crawler:
                 task.cancel()
         self._changed.set()
 
+    def host_waits(self) -> dict[str, float]:
+        """Return the seconds each host must still wait before the next request
+        to it may start, for the hosts that must wait."""
+        return self._politeness.waits()
+
     async def run(self) -> CrawlStats:
         """Crawl until the frontier is empty or a limit or stop() ends it."""
         deadline = None
@@ -147,8 +166,9 @@ class Crawler:
             deadline = self._clock() + self.options.max_duration_s
 
         try:
-            await self._add_seeds()
-            await self._add_sitemaps()
+            if self._seed:
+                await self._add_seeds()
+                await self._add_sitemaps()
             await self._fan_out(deadline)
         finally:
             for task in self._tasks:
@@ -172,6 +192,7 @@ class Crawler:
 
     async def _fan_out(self, deadline: float | None) -> None:
         semaphore = asyncio.Semaphore(self.options.concurrency)
+        last_pop = self._clock()
         while self._stop_reason is None:
             if deadline is not None and self._clock() >= deadline:
                 self.stop("max_duration")
@@ -192,13 +213,21 @@ class Crawler:
             request = await self._store.pop(self._politeness.busy_hosts())
             if request is None:
                 semaphore.release()
-                if not self._tasks and await self._store.pending() == 0:
-                    break
+                if not self._tasks:
+                    if await self._store.pending() == 0:
+                        break
+                    idle_s = self._clock() - last_pop
+                    if self._idle_timeout_s is not None and (
+                        idle_s >= self._idle_timeout_s
+                    ):
+                        self.stop("idle")
+                        break
                 await self._wait_for_change(
                     deadline, self._politeness.seconds_until_ready()
                 )
                 continue
 
+            last_pop = self._clock()
             self._budget_used += 1
             task = asyncio.create_task(
                 self._process(request),
@@ -223,7 +252,7 @@ class Crawler:
     async def _wait_for_change(
         self, deadline: float | None, ready_in: float | None
     ) -> None:
-        timeouts = [t for t in (ready_in,) if t is not None]
+        timeouts = [t for t in (ready_in, self._poll_interval_s) if t is not None]
         if deadline is not None:
             timeouts.append(max(0.0, deadline - self._clock()))
         timeout = min(timeouts) if timeouts else None

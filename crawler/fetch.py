@@ -86,8 +86,13 @@ def _media_type(header: str | None) -> str | None:
     return header.split(";", 1)[0].strip().lower() or None
 
 
-def create_session(guard: AddressGuard) -> aiohttp.ClientSession:
+def create_session(
+    guard: AddressGuard, *, source_address: str | None = None
+) -> aiohttp.ClientSession:
     """Create the process-wide client session whose connections the guard checks.
+
+    ``source_address`` is the local IP address every connection is bound to
+    (None lets the system choose).
 
     Cookies are not kept (``DummyCookieJar``) because one session serves every
     job in the process and one job's cookies must not reach another's requests.
@@ -99,6 +104,7 @@ def create_session(guard: AddressGuard) -> aiohttp.ClientSession:
         resolver=GuardedResolver(guard),
         socket_factory=guard.socket_factory,
         ttl_dns_cache=300,
+        local_addr=None if source_address is None else (source_address, 0),
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -113,6 +113,16 @@ class HostPoliteness:
         ]
         return min(waits) if waits else None
 
+    def waits(self) -> dict[str, float]:
+        """Return the seconds each host must still wait before its next start
+        (only hosts that must wait), so a hand-over can keep the delay."""
+        now = self._clock()
+        return {
+            host: state.next_start - now
+            for host, state in self._hosts.items()
+            if state.next_start > now
+        }
+
     @asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
         """Hold one of ``host``'s request slots, waiting for the limit and the delay."""

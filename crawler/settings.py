@@ -16,8 +16,8 @@ CRAWLER_ALLOW_NETWORKS     comma-separated CIDRs the address       (none)
                            e.g. ``127.0.0.0/8,10.0.0.0/8``
 CRAWLER_RUN_WORKER         run crawl jobs in the web process too   true
 CRAWLER_WORKER_JOBS        jobs one process crawls at once         2
-CRAWLER_LEASE_S            seconds a worker's claim on a job       30
-                           lasts without renewal
+CRAWLER_LEASE_S            seconds a worker's claim on a job, a    30
+                           URL or a host lasts without renewal
 CRAWLER_SHUTDOWN_GRACE_S   seconds fetches in flight may take to   10
                            finish on SIGTERM
 CRAWLER_MAX_REQUEST_BYTES  largest API request body                1048576
@@ -31,11 +31,14 @@ CRAWLER_PARSE_WORKERS      parser threads or processes             1
 CRAWLER_LOG_LEVEL          DEBUG, INFO, WARNING or ERROR           WARNING for
                                                                    ``crawler crawl``,
                                                                    INFO for the service
+CRAWLER_SOURCE_ADDRESS     local IP address crawl connections      (system's choice)
+                           leave from, on a host with several
 =========================  ======================================  ====================
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +69,9 @@ class Settings:
     parse_workers: int = 1
     log_level: str | None = None
     """None picks the entry point's default: WARNING for crawls, INFO for services."""
+    source_address: str | None = None
+    """Local IP address that crawl connections leave from (None: the system's
+    choice), for hosts with several addresses."""
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,7 +111,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         parse_mode=parse_mode,  # type: ignore[arg-type]
         parse_workers=_integer(env, "CRAWLER_PARSE_WORKERS", 1, 1, 64),
         log_level=log_level,
+        source_address=_ip_address(env, "CRAWLER_SOURCE_ADDRESS"),
     )
+
+
+def _ip_address(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise InvalidOptionError(
+            name,
+            f"{name} must be an IP address of this host, such as 10.0.0.5, got {raw!r}",
+        ) from None
 
 
 def _choice(

@@ -9,6 +9,9 @@
 #   FERRETDB_CACHE  build and run directory, outside the repository so later runs
 #                   skip the build (default: $HOME/.cache/crawler-ferretdb)
 #   FERRETDB_PORT   TCP port on 127.0.0.1 (default: 27018)
+#   FERRETDB_RUN_DIR
+#                   data, log and PID file of this server (default: the cache);
+#                   a second server needs its own, and its own port
 #
 # Build: `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` produces
 # a binary that panics at start, because the module zip lacks the generated
@@ -25,10 +28,11 @@ START_TIMEOUT_S=30
 
 BIN="$CACHE/bin/ferretdb-$FERRETDB_VERSION"
 SOURCE="$CACHE/src/ferretdb-$FERRETDB_VERSION"
-DATA="$CACHE/data"
-STATE="$CACHE/state"
-LOG="$CACHE/ferretdb.log"
-PID_FILE="$CACHE/ferretdb.pid"
+RUN_DIR="${FERRETDB_RUN_DIR:-$CACHE}"
+DATA="$RUN_DIR/data"
+STATE="$RUN_DIR/state"
+LOG="$RUN_DIR/ferretdb.log"
+PID_FILE="$RUN_DIR/ferretdb.pid"
 
 log() {
     printf '==> %s\n' "$*" >&2

@@ -91,4 +91,5 @@ def job_to_json(summary: JobSummary) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "last_error": job.last_error,
         "schedule_id": job.schedule_id,
+        "worker": job.lease_owner,
     }

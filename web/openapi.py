@@ -171,6 +171,14 @@ _JOB = {
         "finished_at": _nullable(_TIME),
         "last_error": _nullable({"type": "string"}),
         "schedule_id": _nullable({"type": "string"}),
+        "worker": _nullable(
+            {
+                "type": "string",
+                "description": "The worker (host name, process id and a random "
+                "suffix) that holds the job's lease and seeded it; other workers "
+                "may help with its fetches. Null when no worker holds it.",
+            }
+        ),
     },
     "required": [
         "id",
@@ -184,6 +192,7 @@ _JOB = {
         "finished_at",
         "last_error",
         "schedule_id",
+        "worker",
     ],
     "additionalProperties": False,
 }

@@ -8,12 +8,20 @@ Guarantees every implementation keeps:
 
 * Job state changes are conditional (:meth:`Store.transition` names the states
   a job may leave), so two processes never both win a conflicting change.
-* A job is worked on by the holder of its lease. :meth:`Store.claim_job` hands
-  out a queued job, or a running one whose lease expired (its worker died);
-  a reclaimed job continues from its stored frontier.
-* Frontier entries are ``queued``, ``in_progress`` (popped, with an owner) or
-  ``done``. :meth:`Store.requeue_in_progress` returns the entries a dead
-  worker had popped, so no URL is lost.
+* A job has one lease holder, which seeds it and whose lease keeps it alive.
+  :meth:`Store.claim_job` hands out a queued job, or a running one whose lease
+  expired (its worker died); a reclaimed job continues from its stored
+  frontier. Other workers may help with a running job (:meth:`Store.join_job`)
+  without a job lease.
+* Frontier entries are ``queued``, ``in_progress`` (popped, with an owner and
+  a lease end) or ``done``. A worker renews the leases of the entries it
+  holds; :meth:`Store.requeue_in_progress` returns expired entries (their
+  worker died) to the queue, so no URL is lost.
+* A host of a job is fetched by one worker at a time, the holder of its host
+  lease (:meth:`Store.acquire_host`), so per-host concurrency and delay hold
+  across workers and replicas. A released host records when it is free again.
+* A job's ``popped`` counter (entries in progress or done by a pop) is changed
+  with the pops and requeues themselves, so ``max_pages`` holds across workers.
 * Page records are unique per (job, canonical key): saving a second record
   with the same key changes nothing and returns False, so a retried or
   reclaimed fetch never produces two records.
@@ -34,6 +42,9 @@ from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord
 
 T = TypeVar("T")
+
+DEFAULT_REQUEST_LEASE_S = 60.0
+"""Seconds a popped request stays leased to its worker unless renewed."""
 
 
 class JobState(StrEnum):
@@ -85,6 +96,9 @@ class JobCounters:
     """Records with an error other than robots or out_of_scope."""
     errors: dict[str, int] = field(default_factory=dict)
     """Records by error kind, robots and out_of_scope included."""
+    popped: int = 0
+    """Frontier entries popped and not returned: in progress or done by a pop.
+    Pops stop at ``max_pages``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +189,23 @@ class Store(Protocol):
     # -- leases ---------------------------------------------------------------
 
     async def claim_job(
-        self, worker_id: str, *, lease_s: float, now: float
+        self,
+        worker_id: str,
+        *,
+        lease_s: float,
+        now: float,
+        exclude: Collection[str] = (),
     ) -> Job | None:
         """Lease a queued job, or a running job whose lease expired or was
-        released, and mark it running; None when there is no such job. Atomic
-        across processes."""
+        released, except those in ``exclude``, and mark it running; None when
+        there is no such job. Atomic across processes."""
+        ...
+
+    async def join_job(
+        self, worker_id: str, *, now: float, exclude: Collection[str] = ()
+    ) -> Job | None:
+        """Return the oldest running job whose live lease another worker holds,
+        except those in ``exclude``. Writes nothing."""
         ...
 
     async def renew_lease(
@@ -203,18 +229,86 @@ class Store(Protocol):
         ...
 
     async def pop_request(
-        self, job_id: str, busy_hosts: Collection[str], worker_id: str
+        self,
+        job_id: str,
+        busy_hosts: Collection[str],
+        worker_id: str,
+        *,
+        lease_s: float = DEFAULT_REQUEST_LEASE_S,
+        now: float | None = None,
+        max_pops: int | None = None,
+        only_hosts: Collection[str] | None = None,
     ) -> CrawlRequest | None:
         """Mark the oldest queued request of a host not in ``busy_hosts`` as in
-        progress for ``worker_id`` and return it."""
+        progress for ``worker_id`` until ``now + lease_s`` (``now`` defaults to
+        the current time) and return it; count it in the job's ``popped``.
+        With ``max_pops``, return None once ``popped`` has reached it; with
+        ``only_hosts``, take only requests of those hosts."""
+        ...
+
+    async def return_request(self, job_id: str, key: str, worker_id: str) -> bool:
+        """Put one of the worker's in-progress requests back in its place in
+        the queue and out of ``popped``; False if it is not in progress for
+        that worker."""
         ...
 
     async def complete_request(self, job_id: str, key: str) -> None:
         """Mark an in-progress request done."""
         ...
 
-    async def requeue_in_progress(self, job_id: str) -> int:
-        """Return every in-progress request of the job to the queue; return how many."""
+    async def renew_requests(
+        self, job_id: str, worker_id: str, *, lease_s: float, now: float
+    ) -> int:
+        """Extend the leases of the worker's in-progress requests and hosts in
+        the job, and its membership in the job's workers, to ``now + lease_s``;
+        return how many requests it holds."""
+        ...
+
+    async def requeue_in_progress(
+        self,
+        job_id: str,
+        *,
+        owner: str | None = None,
+        expired_at: float | None = None,
+    ) -> int:
+        """Return in-progress requests to the queue (and out of ``popped``):
+        those of ``owner``, those whose lease ended before ``expired_at``, or
+        with neither every one. Return how many."""
+        ...
+
+    # -- host leases ------------------------------------------------------------
+
+    async def acquire_host(
+        self, job_id: str, host: str, worker_id: str, *, lease_s: float, now: float
+    ) -> bool:
+        """Lease ``host`` to the worker until ``now + lease_s``: True if the
+        worker holds it already, or no worker does and its ``free_at`` has passed."""
+        ...
+
+    async def held_hosts(self, job_id: str, *, now: float) -> dict[str, str | None]:
+        """Map the job's held hosts to their holder, and the hosts waiting for
+        their ``free_at`` to None."""
+        ...
+
+    async def release_hosts(
+        self,
+        job_id: str,
+        worker_id: str,
+        free_at: Mapping[str, float],
+        *,
+        hosts: Collection[str] | None = None,
+    ) -> int:
+        """Drop the worker's leases on ``hosts`` (all with None, which also
+        ends its membership in the job), each free again at its ``free_at``
+        entry (epoch seconds) or at once; return how many."""
+        ...
+
+    async def queued_hosts(self, job_id: str) -> int:
+        """Count the job's hosts that have queued requests."""
+        ...
+
+    async def live_workers(self, job_id: str, *, now: float) -> set[str]:
+        """Return the workers whose membership in the job lasts past ``now``."""
         ...
 
     # -- pages ----------------------------------------------------------------

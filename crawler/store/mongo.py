@@ -1,14 +1,20 @@
 """The replicated store: :class:`~crawler.store.base.Store` on a MongoDB database.
 
 Open it with ``await MongoStore.open("mongodb://host/database")``. The database
-named in the URL (``crawler`` when the URL names none) contains four collections:
+named in the URL (``crawler`` when the URL names none) contains these collections:
 
 * ``jobs``: one document per job, ``_id`` being the job id. ``seq``, an
   ObjectId, is the creation order that listings and claims sort on. Options are
   stored as JSON text, so any key and any integer survives unchanged.
 * ``frontier``: one document per (job, canonical key), ``queued``,
-  ``in_progress`` (with its ``owner``) or ``done``. Its ObjectId ``_id`` is the
-  queue order.
+  ``in_progress`` (with its ``owner`` and lease end ``expires_at``) or
+  ``done``. Its ObjectId ``_id`` is the queue order.
+* ``budgets``: one document per job (``_id`` the job id) with ``popped``, the
+  number of entries in progress or done by a pop, which ``max_pages`` caps.
+* ``hosts``: one document per (job, host) that a worker leased: ``owner``,
+  ``expires_at`` and ``free_at``, when a released host may be fetched again.
+* ``workers``: one document per (job, worker) working on the job, with the
+  ``expires_at`` of its membership.
 * ``pages``: a record's ``to_dict()`` JSON, its key, and the fields that the
   filters and counters read (``status_class``, ``error_kind``, ``depth``).
   Its ObjectId ``_id`` is the stored order.
@@ -29,8 +35,9 @@ Atomicity: on MongoDB, claims, pops and conditional transitions are single
 (its SQLite and PostgreSQL backends alike) runs ``findAndModify`` and updates
 as a read followed by a write of the whole document, so two concurrent calls
 can both win and one update can overwrite another. When the server is FerretDB,
-the store therefore serializes every write of a job document, and every pop of
-a job's frontier, with a lock document, see :meth:`MongoStore._locked`.
+the store therefore serializes every write of a job document, every state
+change in a job's frontier (with its budget) and every host lease change with a
+lock document, see :meth:`MongoStore._locked`.
 Unique indexes and deletes are atomic on both servers.
 
 Only features that MongoDB 6+ and FerretDB 1.24 both support are used: no
@@ -67,6 +74,7 @@ from crawler.errors import StoreError
 from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord, utc_timestamp
 from crawler.store.base import (
+    DEFAULT_REQUEST_LEASE_S,
     FINAL_STATES,
     Job,
     JobCounters,
@@ -121,6 +129,19 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
         [("job", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)],
         False,
     ),
+    (
+        "frontier",
+        "frontier_by_owner",
+        [("job", ASCENDING), ("owner", ASCENDING)],
+        False,
+    ),
+    ("hosts", "hosts_by_host", [("job", ASCENDING), ("host", ASCENDING)], True),
+    (
+        "workers",
+        "workers_by_job",
+        [("job", ASCENDING), ("worker", ASCENDING)],
+        True,
+    ),
     ("pages", "pages_by_key", [("job", ASCENDING), ("key", ASCENDING)], True),
     ("pages", "pages_by_job", [("job", ASCENDING), ("_id", ASCENDING)], False),
 )
@@ -145,6 +166,9 @@ class MongoStore:
         self._jobs: AsyncCollection[Document] = database["jobs"]
         self._frontier: AsyncCollection[Document] = database["frontier"]
         self._pages: AsyncCollection[Document] = database["pages"]
+        self._budgets: AsyncCollection[Document] = database["budgets"]
+        self._hosts: AsyncCollection[Document] = database["hosts"]
+        self._workers: AsyncCollection[Document] = database["workers"]
         self._locks: AsyncCollection[Document] = database["locks"]
         self._use_locks = use_locks
         self._closed = False
@@ -326,6 +350,9 @@ class MongoStore:
         with self._errors("delete_job"):
             await self._frontier.delete_many({"job": job_id})
             await self._pages.delete_many({"job": job_id})
+            await self._hosts.delete_many({"job": job_id})
+            await self._workers.delete_many({"job": job_id})
+            await self._budgets.delete_one({"_id": job_id})
             async with self._locked("jobs"):
                 result = await self._jobs.delete_one({"_id": job_id})
         if result.deleted_count == 0:
@@ -350,7 +377,9 @@ class MongoStore:
                 job_id,
                 {"status_class": "$status_class", "error_kind": "$error_kind"},
             )
-        return _job_counters(states, groups)
+            budget = await self._budgets.find_one({"_id": job_id})
+        popped = 0 if budget is None else int(budget.get("popped", 0))
+        return dataclasses.replace(_job_counters(states, groups), popped=popped)
 
     async def add_skipped(self, job_id: str, counts: Mapping[str, int]) -> None:
         """Add link-skip counts (by reason) to the job. A missing job is ignored.
@@ -371,24 +400,31 @@ class MongoStore:
     # -- leases -------------------------------------------------------------
 
     async def claim_job(
-        self, worker_id: str, *, lease_s: float, now: float
+        self,
+        worker_id: str,
+        *,
+        lease_s: float,
+        now: float,
+        exclude: Collection[str] = (),
     ) -> Job | None:
         """Lease the oldest claimable job to ``worker_id`` and mark it running.
 
         Claimable are queued jobs and running jobs whose lease expired
-        (``lease_expires_at < now``) or was released. Returns None when there
-        is none.
+        (``lease_expires_at < now``) or was released, except the jobs in
+        ``exclude``. Returns None when there is none.
         """
         check_lease(lease_s)
         expires_at = now + lease_s
         stamp = utc_timestamp()
-        query = {
+        query: Document = {
             "$or": [
                 {"state": str(JobState.QUEUED)},
                 {"state": str(JobState.RUNNING), "lease_expires_at": None},
                 {"state": str(JobState.RUNNING), "lease_expires_at": {"$lt": now}},
             ]
         }
+        if exclude:
+            query["_id"] = {"$nin": list(exclude)}
         update = {
             "$set": {
                 "state": str(JobState.RUNNING),
@@ -423,6 +459,26 @@ class MongoStore:
         else:
             logger.info("Worker %s claimed job %s", worker_id, job.id)
         return job
+
+    async def join_job(
+        self, worker_id: str, *, now: float, exclude: Collection[str] = ()
+    ) -> Job | None:
+        """Return the oldest running job whose live lease another worker holds,
+        except the jobs in ``exclude``, for ``worker_id`` to help with.
+
+        Nothing is written: a helper leases the URLs and hosts it takes, not
+        the job.
+        """
+        query: Document = {
+            "state": str(JobState.RUNNING),
+            "lease_expires_at": {"$gte": now},
+            "lease_owner": {"$ne": worker_id},
+        }
+        if exclude:
+            query["_id"] = {"$nin": list(exclude)}
+        with self._errors("join_job"):
+            document = await self._jobs.find_one(query, sort=[("seq", ASCENDING)])
+        return None if document is None else _job_from_document(document)
 
     async def renew_lease(
         self, job_id: str, worker_id: str, *, lease_s: float, now: float
@@ -483,13 +539,34 @@ class MongoStore:
             return await _insert_new(self._frontier, [document]) == 1
 
     async def pop_request(
-        self, job_id: str, busy_hosts: Collection[str], worker_id: str
+        self,
+        job_id: str,
+        busy_hosts: Collection[str],
+        worker_id: str,
+        *,
+        lease_s: float = DEFAULT_REQUEST_LEASE_S,
+        now: float | None = None,
+        max_pops: int | None = None,
+        only_hosts: Collection[str] | None = None,
     ) -> CrawlRequest | None:
         """Mark the oldest queued request of a host not in ``busy_hosts`` as in
-        progress for ``worker_id`` and return it."""
+        progress for ``worker_id`` until ``now + lease_s`` and return it.
+
+        With ``max_pops``, return None once the job's popped count reaches it:
+        the request is popped first and put back in its place when the budget
+        is spent, so a missing job or an empty queue writes nothing. With
+        ``only_hosts``, take only requests of those hosts.
+        """
+        check_lease(lease_s)
+        expires_at = (time.time() if now is None else now) + lease_s
         query: Document = {"job": job_id, "state": "queued"}
+        host_filter: Document = {}
         if busy_hosts:
-            query["host"] = {"$nin": list(busy_hosts)}
+            host_filter["$nin"] = list(busy_hosts)
+        if only_hosts is not None:
+            host_filter["$in"] = list(only_hosts)
+        if host_filter:
+            query["host"] = host_filter
 
         # The server skips the queued entries of busy hosts one by one, so a pop
         # reads every queued entry of the busy hosts that is older than the
@@ -498,30 +575,122 @@ class MongoStore:
             async with self._locked(f"frontier:{job_id}"):
                 document = await self._frontier.find_one_and_update(
                     query,
-                    {"$set": {"state": "in_progress", "owner": worker_id}},
+                    {
+                        "$set": {
+                            "state": "in_progress",
+                            "owner": worker_id,
+                            "expires_at": expires_at,
+                        }
+                    },
                     sort=[("_id", ASCENDING)],
                     return_document=ReturnDocument.AFTER,
                 )
-        return None if document is None else _request_from_document(document)
+                if document is None:
+                    return None
+                if not await self._reserve_pop(job_id, max_pops):
+                    await self._frontier.update_one(
+                        {"_id": document["_id"], "owner": worker_id},
+                        {
+                            "$set": {"state": "queued"},
+                            "$unset": {"owner": "", "expires_at": ""},
+                        },
+                    )
+                    return None
+        return _request_from_document(document)
+
+    async def return_request(self, job_id: str, key: str, worker_id: str) -> bool:
+        """Put one of ``worker_id``'s in-progress requests back in its place in
+        the queue; False if it is not in progress for that worker."""
+        with self._errors("return_request"):
+            async with self._locked(f"frontier:{job_id}"):
+                result = await self._frontier.update_one(
+                    {
+                        "job": job_id,
+                        "key": key,
+                        "state": "in_progress",
+                        "owner": worker_id,
+                    },
+                    {
+                        "$set": {"state": "queued"},
+                        "$unset": {"owner": "", "expires_at": ""},
+                    },
+                )
+                if result.modified_count:
+                    await self._add_popped(job_id, -1)
+        return result.modified_count == 1
 
     async def complete_request(self, job_id: str, key: str) -> None:
         """Mark an in-progress request done. Other states are left as they are."""
         with self._errors("complete_request"):
-            await self._frontier.update_one(
-                {"job": job_id, "key": key, "state": "in_progress"},
-                {"$set": {"state": "done"}, "$unset": {"owner": ""}},
+            async with self._locked(f"frontier:{job_id}"):
+                await self._frontier.update_one(
+                    {"job": job_id, "key": key, "state": "in_progress"},
+                    {
+                        "$set": {"state": "done"},
+                        "$unset": {"owner": "", "expires_at": ""},
+                    },
+                )
+
+    async def renew_requests(
+        self, job_id: str, worker_id: str, *, lease_s: float, now: float
+    ) -> int:
+        """Extend the leases of the worker's in-progress requests and hosts in
+        the job, and its membership in the job's workers, to ``now + lease_s``;
+        return how many requests it holds."""
+        check_lease(lease_s)
+        expires_at = now + lease_s
+        with self._errors("renew_requests"):
+            async with self._locked(f"frontier:{job_id}"):
+                result = await self._frontier.update_many(
+                    {"job": job_id, "state": "in_progress", "owner": worker_id},
+                    {"$set": {"expires_at": expires_at}},
+                )
+            async with self._locked(f"hosts:{job_id}"):
+                await self._hosts.update_many(
+                    {"job": job_id, "owner": worker_id},
+                    {"$set": {"expires_at": expires_at}},
+                )
+            # One writer per document (the worker itself), so no lock.
+            await self._workers.update_one(
+                {"job": job_id, "worker": worker_id},
+                {"$set": {"expires_at": expires_at}},
+                upsert=True,
             )
+        return result.matched_count
 
-    async def requeue_in_progress(self, job_id: str) -> int:
-        """Return every in-progress request of the job to the queue and count them.
+    async def requeue_in_progress(
+        self,
+        job_id: str,
+        *,
+        owner: str | None = None,
+        expired_at: float | None = None,
+    ) -> int:
+        """Return in-progress requests of the job to the queue and count them.
 
-        Requeued requests keep their place, so they are popped before newer ones.
+        ``owner`` limits this to one worker's requests and ``expired_at`` to
+        requests whose lease ended before that time; with neither, every
+        in-progress request goes back. Requeued requests keep their place, so
+        they are popped before newer ones, and leave the popped count.
         """
+        query: Document = {"job": job_id, "state": "in_progress"}
+        if owner is not None:
+            query["owner"] = owner
+        if expired_at is not None:
+            query["$or"] = [
+                {"expires_at": {"$lt": expired_at}},
+                {"expires_at": None},
+            ]
         with self._errors("requeue_in_progress"):
-            result = await self._frontier.update_many(
-                {"job": job_id, "state": "in_progress"},
-                {"$set": {"state": "queued"}, "$unset": {"owner": ""}},
-            )
+            async with self._locked(f"frontier:{job_id}"):
+                result = await self._frontier.update_many(
+                    query,
+                    {
+                        "$set": {"state": "queued"},
+                        "$unset": {"owner": "", "expires_at": ""},
+                    },
+                )
+                if result.modified_count:
+                    await self._add_popped(job_id, -result.modified_count)
         if result.modified_count:
             logger.info(
                 "Requeued %d in-progress requests of job %s",
@@ -529,6 +698,147 @@ class MongoStore:
                 job_id,
             )
         return result.modified_count
+
+    # -- host leases ----------------------------------------------------------
+
+    async def acquire_host(
+        self, job_id: str, host: str, worker_id: str, *, lease_s: float, now: float
+    ) -> bool:
+        """Lease ``host`` in the job to ``worker_id`` until ``now + lease_s``.
+
+        Succeeds when the worker holds the lease already (it is extended), or
+        when nobody does (never leased, released or expired) and the host's
+        ``free_at`` has passed. An upsert that finds the host leased to another
+        worker breaks the unique (job, host) index, which reads as "taken".
+        """
+        check_lease(lease_s)
+        query = {
+            "job": job_id,
+            "host": host,
+            "$or": [
+                {"owner": worker_id},
+                {"owner": None, "free_at": {"$lte": now}},
+                {"expires_at": {"$lt": now}, "free_at": {"$lte": now}},
+            ],
+        }
+        update = {
+            "$set": {"owner": worker_id, "expires_at": now + lease_s},
+            "$setOnInsert": {"free_at": 0.0},
+        }
+        with self._errors("acquire_host"):
+            if not await self._job_exists(job_id):
+                return False
+            async with self._locked(f"hosts:{job_id}"):
+                try:
+                    await self._hosts.update_one(query, update, upsert=True)
+                except DuplicateKeyError:
+                    return False
+        return True
+
+    async def held_hosts(self, job_id: str, *, now: float) -> dict[str, str | None]:
+        """Map the job's hosts that a worker holds to the holder, and the hosts
+        waiting for their ``free_at`` to None."""
+        query = {
+            "job": job_id,
+            "$or": [
+                {"owner": {"$ne": None}, "expires_at": {"$gte": now}},
+                {"free_at": {"$gt": now}},
+            ],
+        }
+        held: dict[str, str | None] = {}
+        with self._errors("held_hosts"):
+            async for document in self._hosts.find(query):
+                live = (
+                    document.get("owner") is not None
+                    and document.get("expires_at", 0) >= now
+                )
+                held[document["host"]] = document["owner"] if live else None
+        return held
+
+    async def release_hosts(
+        self,
+        job_id: str,
+        worker_id: str,
+        free_at: Mapping[str, float],
+        *,
+        hosts: Collection[str] | None = None,
+    ) -> int:
+        """Drop the worker's leases on ``hosts`` in the job; return how many.
+
+        With ``hosts`` None, drop all of them and the worker's membership in
+        the job's workers: the worker leaves the job. ``free_at`` maps a host
+        to the earliest time (epoch seconds) another worker may start a
+        request to it; hosts missing from it are free at once.
+        """
+        query: Document = {"job": job_id, "owner": worker_id}
+        if hosts is not None:
+            query["host"] = {"$in": list(hosts)}
+        with self._errors("release_hosts"):
+            async with self._locked(f"hosts:{job_id}"):
+                held = [
+                    document["host"]
+                    async for document in self._hosts.find(query, {"host": True})
+                ]
+                for host in held:
+                    await self._hosts.update_one(
+                        {"job": job_id, "host": host, "owner": worker_id},
+                        {
+                            "$set": {
+                                "owner": None,
+                                "expires_at": None,
+                                "free_at": free_at.get(host, 0.0),
+                            }
+                        },
+                    )
+            if hosts is None:
+                await self._workers.delete_one({"job": job_id, "worker": worker_id})
+        return len(held)
+
+    async def queued_hosts(self, job_id: str) -> int:
+        """Count the job's hosts that have queued requests."""
+        with self._errors("queued_hosts"):
+            hosts = await self._frontier.distinct(
+                "host", {"job": job_id, "state": "queued"}
+            )
+        return len(hosts)
+
+    async def live_workers(self, job_id: str, *, now: float) -> set[str]:
+        """Return the workers whose membership in the job lasts past ``now``."""
+        with self._errors("live_workers"):
+            return {
+                document["worker"]
+                async for document in self._workers.find(
+                    {"job": job_id, "expires_at": {"$gt": now}}, {"worker": True}
+                )
+            }
+
+    async def _reserve_pop(self, job_id: str, max_pops: int | None) -> bool:
+        """Count one pop in the job's budget unless it has reached ``max_pops``.
+
+        Runs inside the frontier lock on FerretDB, where the read and the write
+        are therefore one step. On MongoDB a conditional upsert does it: when
+        the budget is spent, the filter misses and the upsert's new document
+        breaks the unique ``_id``.
+        """
+        if max_pops is None:
+            await self._add_popped(job_id, 1)
+            return True
+        if max_pops <= 0:
+            return False
+        try:
+            await self._budgets.update_one(
+                {"_id": job_id, "popped": {"$lt": max_pops}},
+                {"$inc": {"popped": 1}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def _add_popped(self, job_id: str, delta: int) -> None:
+        await self._budgets.update_one(
+            {"_id": job_id}, {"$inc": {"popped": delta}}, upsert=True
+        )
 
     # -- pages --------------------------------------------------------------
 

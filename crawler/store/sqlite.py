@@ -70,6 +70,7 @@ from crawler.errors import StoreError
 from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord, utc_timestamp
 from crawler.store.base import (
+    DEFAULT_REQUEST_LEASE_S,
     FINAL_STATES,
     Job,
     JobCounters,
@@ -92,7 +93,7 @@ _NO_FILTER = PageFilter()
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 MAX_ATTEMPTS = 4
 """Attempts of one operation that keeps finding the database locked."""
@@ -119,7 +120,8 @@ _SCHEMA = (
         idempotency_key TEXT UNIQUE,
         lease_owner TEXT,
         lease_expires_at REAL,
-        skipped TEXT NOT NULL DEFAULT '{}'
+        skipped TEXT NOT NULL DEFAULT '{}',
+        popped INTEGER NOT NULL DEFAULT 0
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq)",
@@ -134,6 +136,7 @@ _SCHEMA = (
         depth INTEGER,
         referrer TEXT,
         owner TEXT,
+        expires_at REAL,
         UNIQUE (job, key)
     )
     """,
@@ -149,6 +152,28 @@ _SCHEMA = (
     """
     CREATE INDEX IF NOT EXISTS frontier_hosts_by_head
     ON frontier_hosts (job, head) WHERE head IS NOT NULL
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS frontier_in_progress
+    ON frontier (job, owner) WHERE state = 'in_progress'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS host_leases (
+        job INTEGER NOT NULL REFERENCES jobs (seq),
+        host TEXT NOT NULL,
+        owner TEXT,
+        expires_at REAL,
+        free_at REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (job, host)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS job_workers (
+        job INTEGER NOT NULL REFERENCES jobs (seq),
+        worker TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (job, worker)
+    ) WITHOUT ROWID
     """,
     """
     CREATE TABLE IF NOT EXISTS pages (
@@ -180,6 +205,15 @@ _JOB_COLUMNS = (
     "id, state, options, created_at, updated_at, started_at, finished_at, "
     "last_error, schedule_id, idempotency_key, lease_owner, lease_expires_at, skipped"
 )
+
+# Statements that bring a database of an older schema version up to date,
+# before _SCHEMA runs; keyed by the version they start from.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE jobs ADD COLUMN popped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE frontier ADD COLUMN expires_at REAL",
+    ),
+}
 
 
 class SqliteStore:
@@ -338,17 +372,41 @@ class SqliteStore:
     # -- leases -------------------------------------------------------------
 
     async def claim_job(
-        self, worker_id: str, *, lease_s: float, now: float
+        self,
+        worker_id: str,
+        *,
+        lease_s: float,
+        now: float,
+        exclude: Collection[str] = (),
     ) -> Job | None:
         """Lease the oldest claimable job to ``worker_id`` and mark it running.
 
         Claimable are queued jobs and running jobs whose lease expired
-        (``lease_expires_at < now``) or was released. Returns None when there
-        is none.
+        (``lease_expires_at < now``) or was released, except the jobs in
+        ``exclude``. Returns None when there is none.
         """
         check_lease(lease_s)
         return await self._run(
-            "claim_job", _claim_job, worker_id, now + lease_s, now, utc_timestamp()
+            "claim_job",
+            _claim_job,
+            worker_id,
+            now + lease_s,
+            now,
+            utc_timestamp(),
+            list(exclude),
+        )
+
+    async def join_job(
+        self, worker_id: str, *, now: float, exclude: Collection[str] = ()
+    ) -> Job | None:
+        """Return the oldest running job whose live lease another worker holds,
+        except the jobs in ``exclude``, for ``worker_id`` to help with.
+
+        Nothing is written: a helper leases the URLs and hosts it takes, not
+        the job.
+        """
+        return await self._run(
+            "join_job", _select_joinable_job, worker_id, now, list(exclude)
         )
 
     async def renew_lease(
@@ -386,24 +444,127 @@ class SqliteStore:
         return await self._run("claim_key", _insert_seen_key, job_id, key)
 
     async def pop_request(
-        self, job_id: str, busy_hosts: Collection[str], worker_id: str
+        self,
+        job_id: str,
+        busy_hosts: Collection[str],
+        worker_id: str,
+        *,
+        lease_s: float = DEFAULT_REQUEST_LEASE_S,
+        now: float | None = None,
+        max_pops: int | None = None,
+        only_hosts: Collection[str] | None = None,
     ) -> CrawlRequest | None:
         """Mark the oldest queued request of a host not in ``busy_hosts`` as in
-        progress for ``worker_id`` and return it."""
+        progress for ``worker_id`` until ``now + lease_s`` and return it.
+
+        With ``max_pops``, return None once the job's popped count reaches it;
+        with ``only_hosts``, take only requests of those hosts.
+        """
+        check_lease(lease_s)
+        expires_at = (time.time() if now is None else now) + lease_s
         return await self._run(
-            "pop_request", _pop_request, job_id, list(busy_hosts), worker_id
+            "pop_request",
+            _pop_request,
+            job_id,
+            list(busy_hosts),
+            worker_id,
+            expires_at,
+            max_pops,
+            None if only_hosts is None else list(only_hosts),
+        )
+
+    async def return_request(self, job_id: str, key: str, worker_id: str) -> bool:
+        """Put one of ``worker_id``'s in-progress requests back in its place in
+        the queue; False if it is not in progress for that worker."""
+        return await self._run(
+            "return_request", _return_request, job_id, key, worker_id
         )
 
     async def complete_request(self, job_id: str, key: str) -> None:
         """Mark an in-progress request done. Other states are left as they are."""
         await self._run("complete_request", _complete_request, job_id, key)
 
-    async def requeue_in_progress(self, job_id: str) -> int:
-        """Return every in-progress request of the job to the queue and count them.
+    async def renew_requests(
+        self, job_id: str, worker_id: str, *, lease_s: float, now: float
+    ) -> int:
+        """Extend the leases of the worker's in-progress requests and hosts in
+        the job, and its membership in the job's workers, to ``now + lease_s``;
+        return how many requests it holds."""
+        check_lease(lease_s)
+        return await self._run(
+            "renew_requests", _renew_requests, job_id, worker_id, now + lease_s
+        )
 
-        Requeued requests keep their place, so they are popped before newer ones.
+    async def requeue_in_progress(
+        self,
+        job_id: str,
+        *,
+        owner: str | None = None,
+        expired_at: float | None = None,
+    ) -> int:
+        """Return in-progress requests of the job to the queue and count them.
+
+        ``owner`` limits this to one worker's requests and ``expired_at`` to
+        requests whose lease ended before that time; with neither, every
+        in-progress request goes back. Requeued requests keep their place, so
+        they are popped before newer ones, and leave the popped count.
         """
-        return await self._run("requeue_in_progress", _requeue_in_progress, job_id)
+        return await self._run(
+            "requeue_in_progress", _requeue_in_progress, job_id, owner, expired_at
+        )
+
+    # -- host leases ----------------------------------------------------------
+
+    async def acquire_host(
+        self, job_id: str, host: str, worker_id: str, *, lease_s: float, now: float
+    ) -> bool:
+        """Lease ``host`` in the job to ``worker_id`` until ``now + lease_s``.
+
+        Succeeds when the worker holds the lease already (it is extended), or
+        when nobody does (never leased, released or expired) and the host's
+        ``free_at`` has passed.
+        """
+        check_lease(lease_s)
+        return await self._run(
+            "acquire_host", _acquire_host, job_id, host, worker_id, now, now + lease_s
+        )
+
+    async def held_hosts(self, job_id: str, *, now: float) -> dict[str, str | None]:
+        """Map the job's hosts that a worker holds to the holder, and the hosts
+        waiting for their ``free_at`` to None."""
+        return await self._run("held_hosts", _select_held_hosts, job_id, now)
+
+    async def release_hosts(
+        self,
+        job_id: str,
+        worker_id: str,
+        free_at: Mapping[str, float],
+        *,
+        hosts: Collection[str] | None = None,
+    ) -> int:
+        """Drop the worker's leases on ``hosts`` in the job; return how many.
+
+        With ``hosts`` None, drop all of them and the worker's membership in
+        the job's workers: the worker leaves the job. ``free_at`` maps a host
+        to the earliest time (epoch seconds) another worker may start a
+        request to it; hosts missing from it are free at once.
+        """
+        return await self._run(
+            "release_hosts",
+            _release_hosts,
+            job_id,
+            worker_id,
+            dict(free_at),
+            None if hosts is None else list(hosts),
+        )
+
+    async def queued_hosts(self, job_id: str) -> int:
+        """Count the job's hosts that have queued requests."""
+        return await self._run("queued_hosts", _count_queued_hosts, job_id)
+
+    async def live_workers(self, job_id: str, *, now: float) -> set[str]:
+        """Return the workers whose membership in the job lasts past ``now``."""
+        return await self._run("live_workers", _select_live_workers, job_id, now)
 
     # -- pages --------------------------------------------------------------
 
@@ -509,6 +670,10 @@ def _prepare_database(connection: sqlite3.Connection) -> None:
                 f"open failed: the database has schema version {version}, and this "
                 f"code supports up to {SCHEMA_VERSION}; upgrade the crawler"
             )
+        if version:
+            for old in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS.get(old, ()):
+                    connection.execute(statement)
         for statement in _SCHEMA:
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -724,7 +889,8 @@ def _delete_job(connection: sqlite3.Connection, job_id: str) -> bool:
         if job is None:
             return False
         # Children first: the foreign keys reject a job deleted before its rows.
-        for table in ("pages", "frontier_hosts", "frontier"):
+        tables = ("pages", "job_workers", "host_leases", "frontier_hosts", "frontier")
+        for table in tables:
             connection.execute(f"DELETE FROM {table} WHERE job = ?", (job,))
         connection.execute("DELETE FROM jobs WHERE seq = ?", (job,))
     logger.info("Deleted job %s", job_id)
@@ -748,9 +914,12 @@ def _add_skipped(
 
 def _count_job(connection: sqlite3.Connection, job_id: str) -> JobCounters:
     with _transaction(connection, "DEFERRED"):
-        job = _job_seq(connection, job_id)
-        if job is None:
+        job_row = _fetch_one(
+            connection, "SELECT seq, popped FROM jobs WHERE id = ?", (job_id,)
+        )
+        if job_row is None:
             return JobCounters()
+        job = int(job_row["seq"])
         frontier = dict(
             connection.execute(
                 "SELECT state, count(*) FROM frontier WHERE job = ? GROUP BY state",
@@ -779,6 +948,7 @@ def _count_job(connection: sqlite3.Connection, job_id: str) -> JobCounters:
         fetched=sum(n for group, n in status_classes.items() if group is not None),
         failed=sum(n for kind, n in errors.items() if kind not in NOT_FAILURES),
         errors=errors,
+        popped=job_row["popped"],
     )
 
 
@@ -789,11 +959,14 @@ def _count_job(connection: sqlite3.Connection, job_id: str) -> JobCounters:
 _CLAIMABLE_JOB_SQL = """
     SELECT seq, state, lease_owner FROM jobs WHERE seq = (
         SELECT min(seq) FROM (
-            SELECT min(seq) AS seq FROM jobs WHERE state = 'queued'
+            SELECT min(seq) AS seq FROM jobs
+            WHERE state = 'queued'
+              AND id NOT IN (SELECT value FROM json_each(:exclude))
             UNION ALL
             SELECT min(seq) FROM jobs
             WHERE state = 'running'
               AND (lease_expires_at IS NULL OR lease_expires_at < :now)
+              AND id NOT IN (SELECT value FROM json_each(:exclude))
         )
     )
 """
@@ -805,9 +978,12 @@ def _claim_job(
     expires_at: float,
     now: float,
     stamp: str,
+    exclude: list[str],
 ) -> Job | None:
     with _transaction(connection):
-        candidate = _fetch_one(connection, _CLAIMABLE_JOB_SQL, {"now": now})
+        candidate = _fetch_one(
+            connection, _CLAIMABLE_JOB_SQL, {"now": now, "exclude": _dump_json(exclude)}
+        )
         if candidate is None:
             return None
         row = _fetch_one(
@@ -842,6 +1018,23 @@ def _claim_job(
     else:
         logger.info("Worker %s claimed job %s", worker_id, job.id)
     return job
+
+
+def _select_joinable_job(
+    connection: sqlite3.Connection, worker_id: str, now: float, exclude: list[str]
+) -> Job | None:
+    row = _fetch_one(
+        connection,
+        f"""
+        SELECT {_JOB_COLUMNS} FROM jobs
+        WHERE state = 'running' AND lease_expires_at >= :now
+          AND lease_owner != :worker
+          AND id NOT IN (SELECT value FROM json_each(:exclude))
+        ORDER BY seq LIMIT 1
+        """,
+        {"now": now, "worker": worker_id, "exclude": _dump_json(exclude)},
+    )
+    return None if row is None else _job_from_row(row)
 
 
 def _renew_lease(
@@ -920,11 +1113,20 @@ def _pop_request(
     job_id: str,
     busy_hosts: list[str],
     worker_id: str,
+    expires_at: float,
+    max_pops: int | None,
+    only_hosts: list[str] | None,
 ) -> CrawlRequest | None:
     with _transaction(connection):
-        job = _job_seq(connection, job_id)
-        if job is None:
+        job_row = _fetch_one(
+            connection, "SELECT seq, popped FROM jobs WHERE id = ?", (job_id,)
+        )
+        if job_row is None:
             return None
+        if max_pops is not None and job_row["popped"] >= max_pops:
+            return None
+        job = int(job_row["seq"])
+
         # The index on (job, head) yields hosts oldest head first, so this
         # reads at most one row per busy host before it finds a free one.
         head = _fetch_one(
@@ -933,19 +1135,26 @@ def _pop_request(
             SELECT host, head FROM frontier_hosts
             WHERE job = :job AND head IS NOT NULL
               AND host NOT IN (SELECT value FROM json_each(:busy))
+              AND (:only IS NULL OR host IN (SELECT value FROM json_each(:only)))
             ORDER BY head LIMIT 1
             """,
-            {"job": job, "busy": _dump_json(busy_hosts)},
+            {
+                "job": job,
+                "busy": _dump_json(busy_hosts),
+                "only": None if only_hosts is None else _dump_json(only_hosts),
+            },
         )
         if head is None:
             return None
+
         row = _fetch_one(
             connection,
-            "UPDATE frontier SET state = 'in_progress', owner = ? WHERE seq = ? "
-            "RETURNING url, key, host, depth, referrer",
-            (worker_id, head["head"]),
+            "UPDATE frontier SET state = 'in_progress', owner = ?, expires_at = ? "
+            "WHERE seq = ? RETURNING url, key, host, depth, referrer",
+            (worker_id, expires_at, head["head"]),
         )
         _refresh_host_head(connection, job, head["host"])
+        connection.execute("UPDATE jobs SET popped = popped + 1 WHERE seq = ?", (job,))
     if row is None:
         raise AssertionError("a host's head names no frontier entry")
     return CrawlRequest(
@@ -955,6 +1164,29 @@ def _pop_request(
         depth=row["depth"],
         referrer=row["referrer"],
     )
+
+
+def _return_request(
+    connection: sqlite3.Connection, job_id: str, key: str, worker_id: str
+) -> bool:
+    with _transaction(connection):
+        job = _job_seq(connection, job_id)
+        if job is None:
+            return False
+        row = _fetch_one(
+            connection,
+            "UPDATE frontier SET state = 'queued', owner = NULL, expires_at = NULL "
+            "WHERE job = ? AND key = ? AND state = 'in_progress' AND owner = ? "
+            "RETURNING host",
+            (job, key, worker_id),
+        )
+        if row is None:
+            return False
+        _refresh_host_head(connection, job, row["host"])
+        connection.execute(
+            "UPDATE jobs SET popped = max(0, popped - 1) WHERE seq = ?", (job,)
+        )
+    return True
 
 
 def _complete_request(connection: sqlite3.Connection, job_id: str, key: str) -> None:
@@ -969,21 +1201,167 @@ def _complete_request(connection: sqlite3.Connection, job_id: str, key: str) -> 
         )
 
 
-def _requeue_in_progress(connection: sqlite3.Connection, job_id: str) -> int:
+def _renew_requests(
+    connection: sqlite3.Connection, job_id: str, worker_id: str, expires_at: float
+) -> int:
+    with _transaction(connection):
+        job = _job_seq(connection, job_id)
+        if job is None:
+            return 0
+        cursor = connection.execute(
+            "UPDATE frontier SET expires_at = ? "
+            "WHERE job = ? AND state = 'in_progress' AND owner = ?",
+            (expires_at, job, worker_id),
+        )
+        renewed = cursor.rowcount
+        connection.execute(
+            "UPDATE host_leases SET expires_at = ? WHERE job = ? AND owner = ?",
+            (expires_at, job, worker_id),
+        )
+        connection.execute(
+            "INSERT INTO job_workers (job, worker, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (job, worker) DO UPDATE SET expires_at = excluded.expires_at",
+            (job, worker_id, expires_at),
+        )
+    return renewed
+
+
+def _requeue_in_progress(
+    connection: sqlite3.Connection,
+    job_id: str,
+    owner: str | None,
+    expired_at: float | None,
+) -> int:
     with _transaction(connection):
         job = _job_seq(connection, job_id)
         if job is None:
             return 0
         rows = connection.execute(
-            "UPDATE frontier SET state = 'queued', owner = NULL "
-            "WHERE job = ? AND state = 'in_progress' RETURNING host",
-            (job,),
+            """
+            UPDATE frontier SET state = 'queued', owner = NULL, expires_at = NULL
+            WHERE job = :job AND state = 'in_progress'
+              AND (:owner IS NULL OR owner = :owner)
+              AND (:expired_at IS NULL OR coalesce(expires_at, 0) < :expired_at)
+            RETURNING host
+            """,
+            {"job": job, "owner": owner, "expired_at": expired_at},
         ).fetchall()
         for host in {row["host"] for row in rows}:
             _refresh_host_head(connection, job, host)
+        if rows:
+            connection.execute(
+                "UPDATE jobs SET popped = max(0, popped - ?) WHERE seq = ?",
+                (len(rows), job),
+            )
     if rows:
         logger.info("Requeued %d in-progress requests of job %s", len(rows), job_id)
     return len(rows)
+
+
+# -- host leases ---------------------------------------------------------------
+
+
+def _acquire_host(
+    connection: sqlite3.Connection,
+    job_id: str,
+    host: str,
+    worker_id: str,
+    now: float,
+    expires_at: float,
+) -> bool:
+    with _transaction(connection):
+        job = _job_seq(connection, job_id)
+        if job is None:
+            return False
+        row = _fetch_one(
+            connection,
+            """
+            INSERT INTO host_leases (job, host, owner, expires_at)
+            VALUES (:job, :host, :worker, :expires_at)
+            ON CONFLICT (job, host) DO UPDATE
+            SET owner = :worker, expires_at = :expires_at
+            WHERE owner = :worker
+               OR ((owner IS NULL OR expires_at < :now) AND free_at <= :now)
+            RETURNING owner
+            """,
+            {
+                "job": job,
+                "host": host,
+                "worker": worker_id,
+                "now": now,
+                "expires_at": expires_at,
+            },
+        )
+    return row is not None
+
+
+def _select_held_hosts(
+    connection: sqlite3.Connection, job_id: str, now: float
+) -> dict[str, str | None]:
+    rows = connection.execute(
+        """
+        SELECT host, CASE WHEN owner IS NOT NULL AND expires_at >= :now
+                          THEN owner END AS holder
+        FROM host_leases
+        WHERE job = (SELECT seq FROM jobs WHERE id = :id)
+          AND ((owner IS NOT NULL AND expires_at >= :now) OR free_at > :now)
+        """,
+        {"id": job_id, "now": now},
+    ).fetchall()
+    return {row["host"]: row["holder"] for row in rows}
+
+
+def _release_hosts(
+    connection: sqlite3.Connection,
+    job_id: str,
+    worker_id: str,
+    free_at: dict[str, float],
+    only: list[str] | None,
+) -> int:
+    with _transaction(connection):
+        job = _job_seq(connection, job_id)
+        if job is None:
+            return 0
+        hosts = [
+            row["host"]
+            for row in connection.execute(
+                "SELECT host FROM host_leases WHERE job = ? AND owner = ?",
+                (job, worker_id),
+            ).fetchall()
+            if only is None or row["host"] in only
+        ]
+        if only is None:
+            connection.execute(
+                "DELETE FROM job_workers WHERE job = ? AND worker = ?",
+                (job, worker_id),
+            )
+        connection.executemany(
+            "UPDATE host_leases SET owner = NULL, expires_at = NULL, free_at = ? "
+            "WHERE job = ? AND host = ?",
+            [(free_at.get(host, 0.0), job, host) for host in hosts],
+        )
+    return len(hosts)
+
+
+def _count_queued_hosts(connection: sqlite3.Connection, job_id: str) -> int:
+    row = _fetch_one(
+        connection,
+        "SELECT count(*) FROM frontier_hosts "
+        "WHERE job = (SELECT seq FROM jobs WHERE id = ?) AND head IS NOT NULL",
+        (job_id,),
+    )
+    return 0 if row is None else int(row[0])
+
+
+def _select_live_workers(
+    connection: sqlite3.Connection, job_id: str, now: float
+) -> set[str]:
+    rows = connection.execute(
+        "SELECT worker FROM job_workers "
+        "WHERE job = (SELECT seq FROM jobs WHERE id = ?) AND expires_at > ?",
+        (job_id, now),
+    ).fetchall()
+    return {row["worker"] for row in rows}
 
 
 # -- pages ---------------------------------------------------------------------

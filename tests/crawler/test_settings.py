@@ -5,9 +5,13 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from aiohttp import web
 
 from crawler.errors import InvalidOptionError
+from crawler.fetch import create_session
+from crawler.guard import AddressGuard, parse_networks
 from crawler.settings import Settings, load_settings
+from tests.sites.hostile import serve_app
 
 
 def rejected_variable(environ: dict[str, str]) -> InvalidOptionError:
@@ -99,3 +103,42 @@ def test_settings_bad_log_level(value: str) -> None:
 
     assert error.option == "CRAWLER_LOG_LEVEL"
     assert "CRAWLER_LOG_LEVEL" in error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [("127.0.1.2", "127.0.1.2"), (" ::1 ", "::1"), ("", None), ("  ", None)],
+)
+def test_settings_source_address(value: str, address: str | None) -> None:
+    settings = load_settings({"CRAWLER_SOURCE_ADDRESS": value})
+
+    assert settings.source_address == address
+
+
+@pytest.mark.parametrize("value", ["localhost", "127.0.0.1:80", "10.0.0.0/8", "1.2.3"])
+def test_settings_bad_source_address(value: str) -> None:
+    error = rejected_variable({"CRAWLER_SOURCE_ADDRESS": value})
+
+    assert error.option == "CRAWLER_SOURCE_ADDRESS"
+    assert repr(value) in error.message
+    assert "IP address" in error.message
+
+
+async def test_source_address_binds_connections() -> None:
+    """Every crawl connection leaves from the configured address."""
+    peers: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        peers.append(request.remote or "")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    guard = AddressGuard(parse_networks("127.0.0.0/8", option="test"))
+    with serve_app(app, "127.0.0.2") as site:
+        for source in ("127.0.1.7", "127.0.1.8"):
+            session = create_session(guard, source_address=source)
+            async with session, session.get(site.url("/")) as response:
+                assert response.status == 200
+
+    assert peers == ["127.0.1.7", "127.0.1.8"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import gunicorn.config  # type: ignore[import-untyped]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_HOST = "127.0.0.1"
@@ -215,3 +216,19 @@ async def read_page_urls(
         body = await response.text()
         assert response.status == 200, f"exporting job {job_id} failed: {body}"
     return [json.loads(line)["final_url"] for line in body.splitlines()]
+
+
+def gunicorn_command(control_socket: Path) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "web.serve:app_factory",
+        "-c",
+        "gunicorn.conf.py",
+    ]
+    # gunicorn 24 and later open a control socket under ~/.gunicorn by
+    # default; the test keeps it in tmp_path so parallel runs do not clash.
+    if "control_socket" in gunicorn.config.Config().settings:
+        command += ["--control-socket", str(control_socket)]
+    return command

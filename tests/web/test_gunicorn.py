@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import gunicorn.config  # type: ignore[import-untyped]
 import pytest
 
 from tests.sites.hostile import ServedApp, serve_app
@@ -25,6 +23,7 @@ from tests.web.processes import (
     SITE_HOST,
     create_job,
     free_port,
+    gunicorn_command,
     log_tail,
     running,
     service_env,
@@ -45,22 +44,6 @@ BATCH = 8
 def tree_site() -> Iterator[ServedApp]:
     with serve_app(create_tree_app(PAGES, delay_s=0.02), SITE_HOST) as site:
         yield site
-
-
-def gunicorn_command(control_socket: Path) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "web.serve:app_factory",
-        "-c",
-        "gunicorn.conf.py",
-    ]
-    # gunicorn 24 and later open a control socket under ~/.gunicorn by
-    # default; the test keeps it in tmp_path so parallel runs do not clash.
-    if "control_socket" in gunicorn.config.Config().settings:
-        command += ["--control-socket", str(control_socket)]
-    return command
 
 
 def child_pids(parent: int) -> set[int]:

@@ -349,7 +349,7 @@ async def test_delete_job_removes_everything(store: Store, job: Job) -> None:
     assert (await store.list_pages(job.id)).items == []
     assert await store.add_requests(job.id, [request("/1")]) == 0
     assert await store.counters(other.id) == JobCounters(
-        queued=1, in_progress=1, done=1, pages=1, fetched=1
+        queued=1, in_progress=1, done=1, pages=1, fetched=1, popped=1
     )
     assert [j.id for j in (await store.list_jobs()).items] == [other.id]
 
@@ -595,7 +595,7 @@ async def test_pop_marks_in_progress(store: Store, job: Job) -> None:
     second = await store.pop_request(job.id, (), "worker-a")
 
     assert first != second
-    assert await store.counters(job.id) == JobCounters(in_progress=2)
+    assert await store.counters(job.id) == JobCounters(in_progress=2, popped=2)
 
 
 async def test_pop_missing_job(store: Store) -> None:
@@ -609,7 +609,7 @@ async def test_complete_request(store: Store, job: Job) -> None:
 
     await store.complete_request(job.id, popped.key)
 
-    assert await store.counters(job.id) == JobCounters(queued=1, done=1)
+    assert await store.counters(job.id) == JobCounters(queued=1, done=1, popped=1)
 
 
 async def test_requeue_in_progress(store: Store, job: Job) -> None:
@@ -635,7 +635,7 @@ async def test_requeue_skips_done(store: Store, job: Job) -> None:
     requeued = await store.requeue_in_progress(job.id)
 
     assert requeued == 1
-    assert await store.counters(job.id) == JobCounters(queued=1, done=1)
+    assert await store.counters(job.id) == JobCounters(queued=1, done=1, popped=1)
 
 
 async def test_frontier_of_missing_job(store: Store) -> None:
@@ -824,6 +824,7 @@ async def test_counters_exact(store: Store, job: Job) -> None:
         pages=9,
         fetched=5,
         failed=4,
+        popped=3,
         errors={
             "http_status": 2,
             "dns": 1,

@@ -1,0 +1,150 @@
+"""Three workers share one job: hosts spread out, limits hold in aggregate.
+
+Three :class:`~crawler.worker.Worker` instances, each with its own store
+handle (as three replicas would have) and its own source address, crawl a
+job over a four-host mesh site on both stores. The site's request log shows
+which worker fetched each page (by client address) and when, so the tests
+check that the fetches spread over more than one worker, that no host ever
+had two requests at once or two starts closer than its delay, and that
+``max_pages`` caps the job, not each worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.guard import parse_networks
+from crawler.options import CrawlOptions
+from crawler.settings import Settings
+from crawler.store.base import JobState, Store
+from crawler.worker import Worker
+from tests.crawler.store.conftest import STORE_OPENERS, StoreOpener
+from tests.sites.mesh import MeshSite, max_overlap, min_start_gap, serve_mesh
+
+HOSTS = ("127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4")
+SOURCES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
+PAGES_PER_HOST = 12
+DELAY_S = 0.25
+TIMING_SLACK_S = 0.03
+"""How much closer than the delay two starts may look in the site's log: the
+log takes the time when the request reaches the handler, after transport
+work that varies by a few milliseconds."""
+
+
+@pytest.fixture(params=sorted(STORE_OPENERS))
+def store_opener(request: pytest.FixtureRequest) -> StoreOpener:
+    opener: StoreOpener = STORE_OPENERS[request.param]
+    return opener
+
+
+@pytest.fixture
+def mesh() -> Iterator[MeshSite]:
+    with serve_mesh(HOSTS, pages_per_host=PAGES_PER_HOST, delay_s=0.05) as site:
+        yield site
+
+
+@pytest.fixture
+async def stores(
+    store_opener: StoreOpener, tmp_path: Path
+) -> AsyncIterator[list[Store]]:
+    """Four handles on one store: the test's and one per worker."""
+    handles = [await store_opener(tmp_path) for _ in range(4)]
+    yield handles
+    drop = getattr(handles[0], "drop_database", None)
+    if drop is not None:
+        await drop()
+    for handle in handles:
+        await handle.close()
+
+
+def worker_settings(source: str) -> Settings:
+    return Settings(
+        allow_networks=parse_networks("127.0.0.0/8", option="allow_networks"),
+        lease_s=3.0,
+        shutdown_grace_s=2.0,
+        worker_jobs=2,
+        parse_mode="inline",
+        source_address=source,
+    )
+
+
+async def run_to_completion(
+    stores: list[Store], options: CrawlOptions, timeout_s: float = 60.0
+) -> str:
+    """Run three workers on the job until it completes; return the job id."""
+    store = stores[0]
+    job, _ = await store.create_job(options.to_mapping())
+    async with AsyncExitStack() as stack:
+        for handle, source in zip(stores[1:], SOURCES, strict=True):
+            worker = Worker(handle, worker_settings(source), poll_interval_s=0.2)
+            await worker.start()
+            stack.push_async_callback(worker.stop, 2.0)
+
+        async with asyncio.timeout(timeout_s):
+            while True:
+                stored = await store.get_job(job.id)
+                assert stored is not None
+                if stored.state is not JobState.RUNNING and stored.started_at:
+                    break
+                await asyncio.sleep(0.1)
+    assert stored.state is JobState.COMPLETED, stored
+    return job.id
+
+
+def mesh_options(mesh: MeshSite, **overrides: Any) -> CrawlOptions:
+    """Options of a crawl of every host of ``mesh`` with ``overrides``."""
+    return CrawlOptions(
+        seeds=(mesh.seed(),),
+        scope="allowlist",
+        allowed_domains=HOSTS,
+        concurrency=8,
+        max_retries=0,
+        **overrides,
+    )
+
+
+async def recorded_urls(store: Store, job_id: str) -> list[str]:
+    return [record["url"] async for record in store.iter_pages(job_id)]
+
+
+async def test_job_shared_by_three_workers(stores: list[Store], mesh: MeshSite) -> None:
+    options = mesh_options(mesh, per_host_concurrency=1, per_host_delay_s=DELAY_S)
+
+    job_id = await run_to_completion(stores, options)
+
+    urls = await recorded_urls(stores[0], job_id)
+    assert len(urls) == len(set(urls)), "a page was recorded twice"
+    assert set(urls) == mesh.page_urls()
+
+    requests = mesh.page_requests()
+    assert sorted(entry.path for entry in requests) == sorted(
+        f"/page/{n}" for n in range(PAGES_PER_HOST) for _ in HOSTS
+    ), "a page was fetched twice"
+    workers_used = {entry.client for entry in requests}
+    assert workers_used <= set(SOURCES)
+    assert len(workers_used) > 1, "one worker did every fetch"
+
+    for host in HOSTS:
+        on_host = [entry for entry in requests if entry.host == host]
+        assert max_overlap(on_host) == 1, f"{host} had two requests at once"
+        gap = min_start_gap(on_host)
+        assert gap is not None and gap >= DELAY_S - TIMING_SLACK_S, (host, gap)
+
+
+async def test_max_pages_caps_the_job_not_each_worker(
+    stores: list[Store], mesh: MeshSite
+) -> None:
+    options = mesh_options(mesh, max_pages=10)
+
+    job_id = await run_to_completion(stores, options)
+
+    urls = await recorded_urls(stores[0], job_id)
+    assert len(urls) == 10
+    assert len(set(urls)) == 10
+    assert len(mesh.page_requests()) == 10
