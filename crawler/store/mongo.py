@@ -707,7 +707,7 @@ class MongoStore:
         """Lease ``host`` in the job to ``worker_id`` until ``now + lease_s``.
 
         Succeeds when the worker holds the lease already (it is extended), or
-        when nobody does (never leased, released or expired) and the host's
+        when no worker does (never leased, released or expired) and the host's
         ``free_at`` has passed. An upsert that finds the host leased to another
         worker breaks the unique (job, host) index, which reads as "taken".
         """

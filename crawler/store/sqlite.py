@@ -521,7 +521,7 @@ class SqliteStore:
         """Lease ``host`` in the job to ``worker_id`` until ``now + lease_s``.
 
         Succeeds when the worker holds the lease already (it is extended), or
-        when nobody does (never leased, released or expired) and the host's
+        when no worker does (never leased, released or expired) and the host's
         ``free_at`` has passed.
         """
         check_lease(lease_s)
