@@ -19,8 +19,9 @@ Sharing one job between workers rests on three kinds of lease in the store:
   fetched again; a dead worker's hosts are free once their lease expires.
 * ``max_pages`` caps the job's stored pop count, not each worker's.
 
-A job is completed by whichever worker finds its frontier drained: nothing
-queued (or the page budget spent) and nothing in progress anywhere.
+A job is completed by the worker that claimed it, when its frontier is
+drained: nothing queued (or the page budget spent) and nothing in progress
+anywhere. Helpers leave once they have had nothing to fetch for a while.
 
 What survives a failure:
 
@@ -106,9 +107,11 @@ class JobFrontier:
         *,
         lease_s: float = 30.0,
         max_pages: int | None = None,
+        helper: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._helper = helper
         self._job_id = job_id
         self._worker_id = worker_id
         self._lease_s = lease_s
@@ -175,11 +178,18 @@ class JobFrontier:
 
     async def pending(self) -> int:
         """Requests queued or in progress anywhere; queued ones stop counting
-        once the page budget is spent."""
+        once the page budget is spent.
+
+        A helper is never told that nothing is pending: before the worker
+        that claimed the job has seeded it, the frontier is empty too. A helper
+        leaves when it has been idle, and the claiming worker completes the
+        job.
+        """
         counters = await self._store.counters(self._job_id)
+        pending = counters.queued + counters.in_progress
         if self._max_pages is not None and counters.popped >= self._max_pages:
-            return counters.in_progress
-        return counters.queued + counters.in_progress
+            pending = counters.in_progress
+        return max(pending, 1) if self._helper else pending
 
     async def save(self, record: PageRecord) -> None:
         await self._store.save_page(self._job_id, record)
@@ -386,6 +396,7 @@ class Worker:
             self.worker_id,
             lease_s=self._settings.lease_s,
             max_pages=options.max_pages,
+            helper=helper,
             clock=self._clock,
         )
         try:
@@ -515,9 +526,10 @@ class Worker:
         await self._flush_skipped(job_id, stats, flushed)
         reason = stats.finish_reason
         log_extra = {"job_id": job_id}
-        # The job's own time limit runs on the worker that claimed it.
+        # The worker that claimed the job completes it: on the drained
+        # frontier, or when the job's own time limit, which runs here, ends.
         completed = reason == "max_duration" and not helper
-        if reason in _DRAINED_REASONS:
+        if reason in _DRAINED_REASONS and not helper:
             completed = await is_drained(self._store, job_id, crawler.options.max_pages)
         if completed:
             await self._finish(job_id, JobState.COMPLETED, None)
@@ -531,7 +543,7 @@ class Worker:
             )
             return
 
-        if reason == "idle":
+        if helper:
             self._left_idle[job_id] = self._clock() + REJOIN_AFTER_S
         if reason != "deleted":
             await self._store.requeue_in_progress(job_id, owner=self.worker_id)

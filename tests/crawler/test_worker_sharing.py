@@ -12,8 +12,9 @@ had two requests at once or two starts closer than its delay, and that
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,25 +75,30 @@ def worker_settings(source: str) -> Settings:
     )
 
 
+@asynccontextmanager
+async def running_workers(stores: list[Store]) -> AsyncIterator[None]:
+    """Run one worker on each of ``stores[1:]`` for the block."""
+    async with AsyncExitStack() as stack:
+        for handle, source in zip(stores[1:], SOURCES, strict=True):
+            worker = Worker(handle, worker_settings(source), poll_interval_s=0.2)
+            await worker.start()
+            stack.push_async_callback(worker.stop, 2.0)
+        yield
+
+
 async def run_to_completion(
     stores: list[Store], options: CrawlOptions, timeout_s: float = 60.0
 ) -> str:
     """Run three workers on the job until it completes; return the job id."""
     store = stores[0]
     job, _ = await store.create_job(options.to_mapping())
-    async with AsyncExitStack() as stack:
-        for handle, source in zip(stores[1:], SOURCES, strict=True):
-            worker = Worker(handle, worker_settings(source), poll_interval_s=0.2)
-            await worker.start()
-            stack.push_async_callback(worker.stop, 2.0)
-
-        async with asyncio.timeout(timeout_s):
-            while True:
-                stored = await store.get_job(job.id)
-                assert stored is not None
-                if stored.state is not JobState.RUNNING and stored.started_at:
-                    break
-                await asyncio.sleep(0.1)
+    async with running_workers(stores), asyncio.timeout(timeout_s):
+        while True:
+            stored = await store.get_job(job.id)
+            assert stored is not None
+            if stored.state is not JobState.RUNNING and stored.started_at:
+                break
+            await asyncio.sleep(0.1)
     assert stored.state is JobState.COMPLETED, stored
     return job.id
 
@@ -148,3 +154,73 @@ async def test_max_pages_caps_the_job_not_each_worker(
     assert len(urls) == 10
     assert len(set(urls)) == 10
     assert len(mesh.page_requests()) == 10
+
+
+async def wait_for_pages(store: Store, job_id: str, count: int) -> None:
+    # The workers write through other store handles, so polling is the only signal.
+    async with asyncio.timeout(30):
+        while (await store.counters(job_id)).pages < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def wait_until_left(store: Store, job_id: str) -> None:
+    """Wait until no worker holds a URL, a host or membership in the job."""
+    async with asyncio.timeout(15):
+        while True:
+            now = time.time()
+            counters = await store.counters(job_id)
+            held = await store.held_hosts(job_id, now=now)
+            members = await store.live_workers(job_id, now=now)
+            if not counters.in_progress and not held and not members:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_cancel_stops_every_worker(stores: list[Store]) -> None:
+    store = stores[0]
+    with serve_mesh(HOSTS, pages_per_host=30, delay_s=0.2) as slow_mesh:
+        job, _ = await store.create_job(mesh_options(slow_mesh).to_mapping())
+        async with running_workers(stores):
+            await wait_for_pages(store, job.id, 6)
+            await store.transition(
+                job.id, JobState.CANCELLED, allowed_from=[JobState.RUNNING]
+            )
+            cancelled_at = time.monotonic()
+            await wait_until_left(store, job.id)
+            await asyncio.sleep(1.0)
+
+        late = [entry for entry in slow_mesh.log if entry.started > cancelled_at + 1.5]
+        assert late == [], "a worker kept fetching after the cancel"
+        stored = await store.get_job(job.id)
+        assert stored is not None and stored.state is JobState.CANCELLED
+        assert stored.lease_owner is None
+
+
+async def test_pause_and_resume_finish_once(stores: list[Store]) -> None:
+    store = stores[0]
+    with serve_mesh(HOSTS, pages_per_host=24, delay_s=0.1) as slow_mesh:
+        options = mesh_options(slow_mesh, per_host_delay_s=0.15)
+        job, _ = await store.create_job(options.to_mapping())
+        async with running_workers(stores):
+            await wait_for_pages(store, job.id, 6)
+            await store.transition(
+                job.id, JobState.PAUSED, allowed_from=[JobState.RUNNING]
+            )
+            await wait_until_left(store, job.id)
+            paused_pages = (await store.counters(job.id)).pages
+
+            await store.transition(
+                job.id, JobState.QUEUED, allowed_from=[JobState.PAUSED]
+            )
+            async with asyncio.timeout(60):
+                while True:
+                    stored = await store.get_job(job.id)
+                    assert stored is not None
+                    if stored.state is JobState.COMPLETED:
+                        break
+                    await asyncio.sleep(0.1)
+
+        urls = await recorded_urls(store, job.id)
+        assert paused_pages < len(slow_mesh.page_urls())
+        assert len(urls) == len(set(urls)), "a page was recorded twice"
+        assert set(urls) == slow_mesh.page_urls()
