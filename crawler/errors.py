@@ -72,3 +72,16 @@ class BlockedAddressError(OSError):
 
 class StoreError(CrawlerError):
     """The frontier or result store failed."""
+
+
+class InvalidScheduleError(CrawlerError, ValueError):
+    """A schedule field has a value the scheduler cannot use.
+
+    ``field`` is the field's name as the API spells it (``cron``,
+    ``timezone``, ...), so the API can name it in the problem it returns.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

@@ -1,6 +1,7 @@
 """``crawler worker`` and the sub-commands that other packages add.
 
-``worker`` runs a crawl worker without the web server. Other sub-commands,
+``worker`` runs a crawl worker, and the scheduler unless
+CRAWLER_RUN_SCHEDULER is false, without the web server. Other sub-commands,
 such as ``serve`` from the ``web`` package, are found through the
 ``crawler.commands`` entry point group: each names a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args, settings) -> int``. That way the
@@ -37,8 +38,10 @@ def add_service_commands(
 
     commands.add_parser(
         "worker",
-        help="run a crawl worker without the web server",
-        description="Claim crawl jobs from CRAWLER_STORE_URL; run them until SIGTERM.",
+        help="run a crawl worker and the scheduler without the web server",
+        description="Claim crawl jobs from CRAWLER_STORE_URL and run them, and "
+        "start the jobs of due schedules (unless CRAWLER_RUN_SCHEDULER is false), "
+        "until SIGTERM.",
     )
     return plugins
 
@@ -54,19 +57,25 @@ def run_worker(settings: Settings) -> int:
 
 
 async def _work(settings: Settings) -> int:
+    from crawler.scheduler import Scheduler
     from crawler.service import open_store
     from crawler.worker import Worker
 
     store = await open_store(settings)
     worker = Worker(store, settings)
+    scheduler = Scheduler(store) if settings.run_scheduler else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
         await worker.start()
+        if scheduler is not None:
+            await scheduler.start()
         await stop.wait()
         logger.info("Signal received; stopping the worker")
+        if scheduler is not None:
+            await scheduler.stop()
         await worker.stop()
     finally:
         await store.close()

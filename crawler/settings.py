@@ -15,6 +15,8 @@ CRAWLER_ALLOW_NETWORKS     comma-separated CIDRs the address       (none)
                            guard lets the crawler connect to,
                            e.g. ``127.0.0.0/8,10.0.0.0/8``
 CRAWLER_RUN_WORKER         run crawl jobs in the web process too   true
+CRAWLER_RUN_SCHEDULER      fire due schedules in this process      true
+                           (web and ``crawler worker`` alike)
 CRAWLER_WORKER_JOBS        jobs one process crawls at once         2
 CRAWLER_LEASE_S            seconds a worker's claim on a job, a    30
                            URL or a host lasts without renewal
@@ -59,6 +61,7 @@ class Settings:
     store_url: str = "sqlite:///crawler.db"
     allow_networks: tuple[IPNetwork, ...] = ()
     run_worker: bool = True
+    run_scheduler: bool = True
     worker_jobs: int = 2
     lease_s: float = 30.0
     shutdown_grace_s: float = 10.0
@@ -98,6 +101,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env.get("CRAWLER_ALLOW_NETWORKS", ""), option="CRAWLER_ALLOW_NETWORKS"
         ),
         run_worker=_boolean(env, "CRAWLER_RUN_WORKER", defaults.run_worker),
+        run_scheduler=_boolean(env, "CRAWLER_RUN_SCHEDULER", defaults.run_scheduler),
         worker_jobs=_integer(env, "CRAWLER_WORKER_JOBS", defaults.worker_jobs, 1, 64),
         lease_s=_number(env, "CRAWLER_LEASE_S", defaults.lease_s, 1.0, 3600.0),
         shutdown_grace_s=_number(

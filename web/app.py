@@ -13,7 +13,7 @@ from aiohttp import web
 
 from crawler.settings import Settings
 from crawler.store.base import Store
-from web import api_docs, routes_pages
+from web import api_docs, routes_pages, routes_schedules
 from web.api import add_api_routes
 from web.keys import OPENAPI_DOCUMENT, SETTINGS, STORE
 from web.middlewares import (
@@ -23,7 +23,12 @@ from web.middlewares import (
     same_origin_middleware,
 )
 from web.openapi import build_openapi_document
-from web.paths import job_api_path, job_page_path
+from web.paths import (
+    job_api_path,
+    job_page_path,
+    schedule_api_path,
+    schedule_page_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +42,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     to the caller (tests do this). Without it, the app opens the store that
     ``settings.store_url`` names at startup and closes it at cleanup. When
     ``settings.run_worker`` is true, a Worker runs crawl jobs in the
-    background from startup to cleanup; request handlers never crawl.
+    background from startup to cleanup; request handlers never crawl. When
+    ``settings.run_scheduler`` is true, a Scheduler fires due schedules.
     """
     app = web.Application(
         middlewares=[request_id_middleware, problem_middleware, same_origin_middleware],
@@ -56,11 +62,15 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     )
     environment.globals["job_page_path"] = job_page_path
     environment.globals["job_api_path"] = job_api_path
+    environment.globals["schedule_page_path"] = schedule_page_path
+    environment.globals["schedule_api_path"] = schedule_api_path
 
     add_api_routes(app)
     app.router.add_routes(api_docs.routes)
     app.router.add_routes(routes_pages.routes)
     app.router.add_routes(routes_pages.action_form_routes)
+    app.router.add_routes(routes_schedules.routes)
+    app.router.add_routes(routes_schedules.enabled_form_routes)
     app.router.add_static("/static/", PACKAGE_DIR / "static", name="static")
 
     app.on_response_prepare.append(add_response_headers)
@@ -68,6 +78,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         app.cleanup_ctx.append(_store_context)
     if settings.run_worker:
         app.cleanup_ctx.append(_worker_context)
+    if settings.run_scheduler:
+        app.cleanup_ctx.append(_scheduler_context)
     return app
 
 
@@ -107,3 +119,16 @@ async def _worker_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await worker.stop()
         logger.info("worker stopped")
+
+
+async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:
+    """Fire due schedules while the app runs; every replica does, see
+    crawler.scheduler for why that starts each due time once."""
+    from crawler.scheduler import Scheduler
+
+    scheduler = Scheduler(app[STORE])
+    await scheduler.start()
+    try:
+        yield
+    finally:
+        await scheduler.stop()

@@ -20,7 +20,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from crawler.errors import InvalidOptionError, StoreError
+from crawler.errors import InvalidOptionError, InvalidScheduleError, StoreError
 from crawler.store.base import InvalidCursorError
 from web.keys import REQUEST_ID, SETTINGS
 from web.problems import (
@@ -31,6 +31,7 @@ from web.problems import (
     InternalError,
     InvalidOptionProblem,
     InvalidParameterError,
+    InvalidScheduleProblem,
     MethodNotAllowedError,
     NotFoundError,
     ProblemError,
@@ -122,6 +123,8 @@ async def problem_middleware(
         problem = exc
     except InvalidOptionError as exc:
         problem = InvalidOptionProblem(exc.message, field=exc.option)
+    except InvalidScheduleError as exc:
+        problem = InvalidScheduleProblem(exc.message, field=exc.field)
     except InvalidCursorError as exc:
         problem = InvalidParameterError(str(exc), field="cursor")
     except ConnectionResetError:

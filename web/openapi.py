@@ -480,13 +480,13 @@ _PARAMETERS: dict[str, Any] = {
 _PROBLEM_RESPONSES = {
     "BadRequest": "Malformed JSON, or an invalid query parameter, header or cursor.",
     "Forbidden": "A POST or DELETE came from a page on another site (Origin).",
-    "NotFound": "No such job or route.",
+    "NotFound": "No such job, schedule or route.",
     "Conflict": "The job's state does not allow the action, or the "
     "Idempotency-Key was used with other options.",
     "ContentTooLarge": "The body is larger than CRAWLER_MAX_REQUEST_BYTES.",
     "UnsupportedMediaType": "Content-Type is not application/json.",
-    "UnprocessableContent": "Valid JSON with an invalid option or member; "
-    "field names it.",
+    "UnprocessableContent": "Valid JSON with an invalid option, schedule field "
+    "or member; field names it.",
     "ServiceUnavailable": "The store did not respond.",
     "Error": "Any other error (405, 500, ...), as a problem.",
 }
@@ -881,32 +881,53 @@ def _add_request_id_headers(paths: dict[str, Any]) -> None:
 
 def build_openapi_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the API and the HTML pages."""
+    # Imported here, because that module builds on this one's helpers.
+    from web.openapi_schedules import (
+        schedule_api_paths,
+        schedule_page_paths,
+        schedule_parameters,
+        schedule_schemas,
+    )
+
     # A deep copy, because the operations share response objects such as
     # _SEE_OTHER that the header pass would otherwise change in place.
-    paths = copy.deepcopy({**_api_paths(), **_page_paths()})
+    paths = copy.deepcopy(
+        {
+            **_api_paths(),
+            **schedule_api_paths(),
+            **_page_paths(),
+            **schedule_page_paths(),
+        }
+    )
     _add_request_id_headers(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "crawler-service",
             "version": API_VERSION,
-            "description": "Queue crawl jobs, follow their progress and read "
-            "their page records. Every response carries X-Request-Id, and every "
-            "error is an application/problem+json document (RFC 9457).",
+            "description": "Queue crawl jobs, run them on a schedule, follow "
+            "their progress and read their page records. Every response "
+            "carries X-Request-Id, and every error is an "
+            "application/problem+json document (RFC 9457).",
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "tags": [
             {"name": "jobs", "description": "Crawl jobs and their state."},
             {"name": "records", "description": "Page records of a job."},
             {"name": "scope", "description": "Scope rules."},
+            {
+                "name": "schedules",
+                "description": "Crawl configurations that start jobs on a "
+                "cron timetable, each due time once across all processes.",
+            },
             {"name": "health", "description": "Checks for load balancers."},
             {"name": "docs", "description": "This documentation."},
             {"name": "html", "description": "The status pages, for people."},
         ],
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
-            "parameters": _PARAMETERS,
+            "schemas": {**_schemas(), **schedule_schemas()},
+            "parameters": {**_PARAMETERS, **schedule_parameters()},
             "responses": _responses(),
             "headers": {
                 "RequestId": {

@@ -109,6 +109,14 @@ class InvalidOptionProblem(ProblemError):
     title = "Invalid crawl option"
 
 
+class InvalidScheduleProblem(ProblemError):
+    """A schedule field failed validation; ``field`` is the field's name."""
+
+    status = 422
+    type = "/problems/invalid-schedule"
+    title = "Invalid schedule"
+
+
 class InvalidBodyError(ProblemError):
     """The body is valid JSON but not the shape the operation expects."""
 

@@ -20,6 +20,7 @@ from crawler.options import SCOPES, CrawlOptions
 from crawler.store.base import FINAL_STATES, Job, Store
 from web.api.jobs import load_job
 from web.api.params import parse_cursor
+from web.forms import read_form
 from web.job_actions import JOB_ACTIONS, apply_job_action, job_not_found
 from web.job_summary import DEFAULT_OPTIONS, JobSummary, summarize_job
 from web.keys import REQUEST_ID, STORE
@@ -99,14 +100,7 @@ async def index(request: web.Request) -> dict[str, Any]:
 @routes.post("/jobs", name="create_job_form")
 async def create_job_form(request: web.Request) -> web.StreamResponse:
     """Start a crawl from the form, or show the form again with the error."""
-    try:
-        posted = await request.post()
-    except ValueError as exc:
-        # aiohttp raises ValueError for a multipart body that does not parse.
-        raise web.HTTPBadRequest(
-            text=f"The form body could not be read: {exc}"
-        ) from exc
-    form = {name: value for name, value in posted.items() if isinstance(value, str)}
+    form = await read_form(request)
 
     try:
         options = options_from_form(form)

@@ -29,6 +29,9 @@ Guarantees every implementation keeps:
   oldest first), stable while new items are added.
 * Operations on a missing job change nothing: writes return 0, False or None,
   counters are zero and listings are empty.
+* A schedule's runs are unique per (schedule, key), and
+  :meth:`Store.advance_schedule` moves the next run time only from the due
+  time the caller read, so each due time is decided and advanced once.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from crawler.frontier import CrawlRequest
 from crawler.records import PageRecord
+from crawler.store.schedules import Schedule, ScheduleRun, ScheduleSpec, Unchanged
 
 T = TypeVar("T")
 
@@ -333,4 +337,79 @@ class Store(Protocol):
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield every matching record in stored order, ``batch_size`` at a time,
         so an export holds one batch in memory, also while the job runs."""
+        ...
+
+    # -- schedules ------------------------------------------------------------
+
+    async def create_schedule(
+        self, spec: ScheduleSpec, *, next_run_at: int | None
+    ) -> Schedule:
+        """Store a schedule with a random id and return it."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    async def list_schedules(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> ResultPage[Schedule]:
+        """List schedules newest first, or raise InvalidCursorError for a
+        foreign cursor."""
+        ...
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec,
+        *,
+        next_run_at: int | Unchanged | None,
+    ) -> Schedule | None:
+        """Replace the schedule's spec, and its next run time unless UNCHANGED.
+
+        Returns the updated schedule, or None when it is missing.
+        """
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule and its runs, not its jobs. False if it was missing."""
+        ...
+
+    async def due_schedules(self, now: int, *, limit: int) -> list[Schedule]:
+        """Return enabled schedules whose next run time is ``now`` or earlier,
+        earliest first."""
+        ...
+
+    async def advance_schedule(
+        self, schedule_id: str, *, due_at: int, next_run_at: int | None
+    ) -> bool:
+        """Set the next run time if it still is ``due_at``, and return whether it was.
+
+        The condition makes the advance happen once however many processes
+        fired the same due time. Atomic across processes.
+        """
+        ...
+
+    async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun | None:
+        """Store the run unless one with its (schedule, key) exists, and return
+        the stored one, which decides the outcome for every process.
+
+        Atomic across processes. Returns None, storing nothing, when the
+        schedule is missing.
+        """
+        ...
+
+    async def link_schedule_run(self, schedule_id: str, key: str, job_id: str) -> None:
+        """Set the job that a started run created."""
+        ...
+
+    async def list_schedule_runs(
+        self, schedule_id: str, *, limit: int
+    ) -> list[ScheduleRun]:
+        """Return the schedule's latest runs, newest due time first."""
+        ...
+
+    async def has_unfinished_jobs(
+        self, schedule_id: str, *, excluding_key: str | None = None
+    ) -> bool:
+        """Return whether a job of the schedule is queued, running or paused,
+        not counting the job whose idempotency key is ``excluding_key``."""
         ...

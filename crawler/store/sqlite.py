@@ -21,18 +21,28 @@ Safety across processes:
   still gets ``database is locked`` is rolled back and retried up to
   ``MAX_ATTEMPTS`` times in all. After that it raises StoreError.
 
-Schema (version 1 in ``PRAGMA user_version``):
+Schema (version 2 in ``PRAGMA user_version``; a version 1 file gains the
+``popped`` and ``expires_at`` columns when it is opened):
 
 * ``jobs``: one row per job. ``seq`` (autoincrement) is the creation order that
-  listings and claims use. ``options`` and ``skipped`` are JSON.
+  listings and claims use. ``options`` and ``skipped`` are JSON. ``popped``
+  counts the frontier entries in progress or done by a pop.
 * ``frontier``: one row per (job, canonical key), ``queued``, ``in_progress``
-  (with its ``owner``) or ``done``, in ``seq`` order. Keys marked seen by
-  :meth:`SqliteStore.claim_key` are ``done`` rows without a URL.
+  (with its ``owner`` and lease end ``expires_at``) or ``done``, in ``seq``
+  order. Keys marked seen by :meth:`SqliteStore.claim_key` are ``done`` rows
+  without a URL.
 * ``frontier_hosts``: per job and host, ``head`` is the ``seq`` of the host's
   oldest queued entry, or NULL. :meth:`SqliteStore.pop_request` reads it, so a
   pop skips only the busy hosts and not every queued entry of a busy host.
+* ``host_leases``: per job and host, the worker that may fetch from it
+  (``owner`` until ``expires_at``) and ``free_at``, when a released host may be
+  fetched again.
+* ``job_workers``: per job, the workers working on it and when their
+  membership ends.
 * ``pages``: a record's ``to_dict()`` JSON, its key, and the indexed columns
   that the filters and counters read (status, error_kind, depth).
+* ``schedules`` and ``schedule_runs``: cron schedules and the outcome of each
+  due time.
 
 ``updated_at`` changes when a job is created, claimed or changes state. Lease
 renewals and releases leave it alone.
@@ -85,6 +95,16 @@ from crawler.store.listing import (
     invalid_cursor,
     result_page,
 )
+from crawler.store.schedules import (
+    Missed,
+    Overlap,
+    RunOutcome,
+    RunTrigger,
+    Schedule,
+    ScheduleRun,
+    ScheduleSpec,
+    Unchanged,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +123,36 @@ RETRY_DELAY_S = 0.05
 # Error kinds that JobCounters.failed leaves out: the crawler skipped the URL on
 # purpose, so nothing failed.
 NOT_FAILURES = frozenset({"robots", "out_of_scope"})
+
+_SCHEDULES_TABLE = """
+    CREATE TABLE IF NOT EXISTS schedules (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        job TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        overlap TEXT NOT NULL,
+        missed TEXT NOT NULL,
+        next_run_at INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+"""
+_SCHEDULE_RUNS_TABLE = """
+    CREATE TABLE IF NOT EXISTS schedule_runs (
+        schedule TEXT NOT NULL REFERENCES schedules (id),
+        key TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        decided_at INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        missed_count INTEGER NOT NULL,
+        job_id TEXT,
+        PRIMARY KEY (schedule, key)
+    ) WITHOUT ROWID
+"""
 
 _SCHEMA = (
     """
@@ -199,6 +249,13 @@ _SCHEMA = (
     CREATE INDEX IF NOT EXISTS pages_with_error
     ON pages (job, seq) WHERE error_kind IS NOT NULL
     """,
+    _SCHEDULES_TABLE,
+    "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) "
+    "WHERE enabled = 1",
+    _SCHEDULE_RUNS_TABLE,
+    "CREATE INDEX IF NOT EXISTS schedule_runs_by_due "
+    "ON schedule_runs (schedule, due_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_schedule ON jobs (schedule_id, state)",
 )
 
 _JOB_COLUMNS = (
@@ -633,6 +690,110 @@ class SqliteStore:
         )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, call)
+
+    # -- schedules ----------------------------------------------------------
+
+    async def create_schedule(
+        self, spec: ScheduleSpec, *, next_run_at: int | None
+    ) -> Schedule:
+        """Store a schedule with a random id and return it."""
+        schedule_id = secrets.token_urlsafe(12)
+        return await self._run(
+            "create_schedule",
+            _insert_schedule,
+            schedule_id,
+            spec,
+            next_run_at,
+            utc_timestamp(),
+        )
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        return await self._run("get_schedule", _select_schedule, schedule_id)
+
+    async def list_schedules(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> ResultPage[Schedule]:
+        """List schedules newest first.
+
+        Raises InvalidCursorError for a cursor that this listing did not return.
+        """
+        check_limit(limit)
+        before = None if cursor is None else _decode_cursor(cursor, _SCHEDULES_LISTING)
+        schedules = await self._run(
+            "list_schedules", _select_schedules, before, limit + 1
+        )
+        return _result_page(schedules, limit, _SCHEDULES_LISTING)
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec,
+        *,
+        next_run_at: int | Unchanged | None,
+    ) -> Schedule | None:
+        """Replace the spec, and the next run time unless it is UNCHANGED.
+
+        Returns the updated schedule, or None when it is missing.
+        """
+        return await self._run(
+            "update_schedule",
+            _update_schedule,
+            schedule_id,
+            spec,
+            next_run_at,
+            utc_timestamp(),
+        )
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule and its runs. The jobs it started stay."""
+        return await self._run("delete_schedule", _delete_schedule, schedule_id)
+
+    async def due_schedules(self, now: int, *, limit: int) -> list[Schedule]:
+        """Return enabled schedules due at ``now`` or earlier, earliest first."""
+        check_limit(limit)
+        return await self._run("due_schedules", _select_due_schedules, now, limit)
+
+    async def advance_schedule(
+        self, schedule_id: str, *, due_at: int, next_run_at: int | None
+    ) -> bool:
+        """Set the next run time if it still is ``due_at``, and return whether it was.
+
+        The comparison and the write are one UPDATE inside the write lock.
+        """
+        return await self._run(
+            "advance_schedule", _advance_schedule, schedule_id, due_at, next_run_at
+        )
+
+    async def record_schedule_run(self, run: ScheduleRun) -> ScheduleRun | None:
+        """Store the run unless one with its key exists, and return the stored one.
+
+        Returns None, storing nothing, when the schedule is missing.
+        """
+        return await self._run("record_schedule_run", _insert_schedule_run, run)
+
+    async def link_schedule_run(self, schedule_id: str, key: str, job_id: str) -> None:
+        """Set the job of a started run."""
+        await self._run(
+            "link_schedule_run", _link_schedule_run, schedule_id, key, job_id
+        )
+
+    async def list_schedule_runs(
+        self, schedule_id: str, *, limit: int
+    ) -> list[ScheduleRun]:
+        """Return the schedule's latest runs, newest due time first."""
+        check_limit(limit)
+        return await self._run(
+            "list_schedule_runs", _select_schedule_runs, schedule_id, limit
+        )
+
+    async def has_unfinished_jobs(
+        self, schedule_id: str, *, excluding_key: str | None = None
+    ) -> bool:
+        """Return whether a job of the schedule is queued, running or paused,
+        other than the one with idempotency key ``excluding_key``."""
+        return await self._run(
+            "has_unfinished_jobs", _has_unfinished_jobs, schedule_id, excluding_key
+        )
 
 
 # -- connection and retries ----------------------------------------------------
@@ -1447,3 +1608,267 @@ def _decode_cursor(cursor: str, listing: str) -> int:
 
 def _result_page(rows: list[tuple[int, T]], limit: int, listing: str) -> ResultPage[T]:
     return result_page(rows, limit, listing, int)
+
+
+# -- schedules -----------------------------------------------------------------
+
+_SCHEDULES_LISTING = "schedules"
+_SCHEDULE_COLUMNS = (
+    "id, name, cron, timezone, job, enabled, overlap, missed, next_run_at, "
+    "created_at, updated_at"
+)
+_RUN_COLUMNS = (
+    "schedule, key, due_at, decided_at, trigger, outcome, missed_count, job_id"
+)
+_UNFINISHED_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
+
+
+def _schedule_from_row(row: sqlite3.Row) -> Schedule:
+    return Schedule(
+        id=row["id"],
+        name=row["name"],
+        cron=row["cron"],
+        timezone=row["timezone"],
+        job=json.loads(row["job"]),
+        enabled=bool(row["enabled"]),
+        overlap=Overlap(row["overlap"]),
+        missed=Missed(row["missed"]),
+        next_run_at=row["next_run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _spec_parameters(spec: ScheduleSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "cron": spec.cron,
+        "timezone": spec.timezone,
+        "job": _dump_json(spec.job),
+        "enabled": int(spec.enabled),
+        "overlap": str(spec.overlap),
+        "missed": str(spec.missed),
+    }
+
+
+def _insert_schedule(
+    connection: sqlite3.Connection,
+    schedule_id: str,
+    spec: ScheduleSpec,
+    next_run_at: int | None,
+    stamp: str,
+) -> Schedule:
+    with _transaction(connection):
+        row = _fetch_one(
+            connection,
+            f"""
+            INSERT INTO schedules (id, name, cron, timezone, job, enabled, overlap,
+                                   missed, next_run_at, created_at, updated_at)
+            VALUES (:id, :name, :cron, :timezone, :job, :enabled, :overlap,
+                    :missed, :next_run_at, :stamp, :stamp)
+            RETURNING {_SCHEDULE_COLUMNS}
+            """,
+            {
+                "id": schedule_id,
+                **_spec_parameters(spec),
+                "next_run_at": next_run_at,
+                "stamp": stamp,
+            },
+        )
+    if row is None:
+        raise AssertionError("INSERT ... RETURNING returned no row")
+    logger.info("Created schedule %s", schedule_id)
+    return _schedule_from_row(row)
+
+
+def _select_schedule(
+    connection: sqlite3.Connection, schedule_id: str
+) -> Schedule | None:
+    row = _fetch_one(
+        connection,
+        f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?",
+        (schedule_id,),
+    )
+    return None if row is None else _schedule_from_row(row)
+
+
+def _select_schedules(
+    connection: sqlite3.Connection, before: int | None, limit: int
+) -> list[tuple[int, Schedule]]:
+    """Return up to ``limit`` (seq, schedule) pairs below seq ``before``."""
+    rows = connection.execute(
+        f"""
+        SELECT seq, {_SCHEDULE_COLUMNS} FROM schedules
+        WHERE :before IS NULL OR seq < :before
+        ORDER BY seq DESC LIMIT :limit
+        """,
+        {"before": before, "limit": limit},
+    ).fetchall()
+    return [(row["seq"], _schedule_from_row(row)) for row in rows]
+
+
+def _update_schedule(
+    connection: sqlite3.Connection,
+    schedule_id: str,
+    spec: ScheduleSpec,
+    next_run_at: int | Unchanged | None,
+    stamp: str,
+) -> Schedule | None:
+    keep = isinstance(next_run_at, Unchanged)
+    next_value = None if isinstance(next_run_at, Unchanged) else next_run_at
+    with _transaction(connection):
+        row = _fetch_one(
+            connection,
+            f"""
+            UPDATE schedules SET
+                name = :name, cron = :cron, timezone = :timezone, job = :job,
+                enabled = :enabled, overlap = :overlap, missed = :missed,
+                next_run_at = CASE WHEN :keep THEN next_run_at ELSE :next_run_at END,
+                updated_at = :stamp
+            WHERE id = :id
+            RETURNING {_SCHEDULE_COLUMNS}
+            """,
+            {
+                "id": schedule_id,
+                **_spec_parameters(spec),
+                "keep": keep,
+                "next_run_at": next_value,
+                "stamp": stamp,
+            },
+        )
+    return None if row is None else _schedule_from_row(row)
+
+
+def _delete_schedule(connection: sqlite3.Connection, schedule_id: str) -> bool:
+    with _transaction(connection):
+        connection.execute(
+            "DELETE FROM schedule_runs WHERE schedule = ?", (schedule_id,)
+        )
+        cursor = connection.execute(
+            "DELETE FROM schedules WHERE id = ?", (schedule_id,)
+        )
+    if cursor.rowcount == 0:
+        return False
+    logger.info("Deleted schedule %s", schedule_id)
+    return True
+
+
+def _select_due_schedules(
+    connection: sqlite3.Connection, now: int, limit: int
+) -> list[Schedule]:
+    rows = connection.execute(
+        f"""
+        SELECT {_SCHEDULE_COLUMNS} FROM schedules
+        WHERE enabled = 1 AND next_run_at <= ?
+        ORDER BY next_run_at LIMIT ?
+        """,
+        (now, limit),
+    ).fetchall()
+    return [_schedule_from_row(row) for row in rows]
+
+
+def _advance_schedule(
+    connection: sqlite3.Connection,
+    schedule_id: str,
+    due_at: int,
+    next_run_at: int | None,
+) -> bool:
+    with _transaction(connection):
+        cursor = connection.execute(
+            "UPDATE schedules SET next_run_at = ? WHERE id = ? AND next_run_at = ?",
+            (next_run_at, schedule_id, due_at),
+        )
+    return cursor.rowcount == 1
+
+
+def _run_from_row(row: sqlite3.Row) -> ScheduleRun:
+    return ScheduleRun(
+        schedule_id=row["schedule"],
+        key=row["key"],
+        due_at=row["due_at"],
+        decided_at=row["decided_at"],
+        trigger=RunTrigger(row["trigger"]),
+        outcome=RunOutcome(row["outcome"]),
+        missed_count=row["missed_count"],
+        job_id=row["job_id"],
+    )
+
+
+def _insert_schedule_run(
+    connection: sqlite3.Connection, run: ScheduleRun
+) -> ScheduleRun | None:
+    with _transaction(connection):
+        exists = _fetch_one(
+            connection, "SELECT 1 FROM schedules WHERE id = ?", (run.schedule_id,)
+        )
+        if exists is None:
+            return None
+        connection.execute(
+            f"""
+            INSERT INTO schedule_runs ({_RUN_COLUMNS})
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (schedule, key) DO NOTHING
+            """,
+            (
+                run.schedule_id,
+                run.key,
+                run.due_at,
+                run.decided_at,
+                str(run.trigger),
+                str(run.outcome),
+                run.missed_count,
+                run.job_id,
+            ),
+        )
+        row = _fetch_one(
+            connection,
+            f"SELECT {_RUN_COLUMNS} FROM schedule_runs WHERE schedule = ? AND key = ?",
+            (run.schedule_id, run.key),
+        )
+    if row is None:
+        raise AssertionError("a schedule run vanished inside its transaction")
+    return _run_from_row(row)
+
+
+def _link_schedule_run(
+    connection: sqlite3.Connection, schedule_id: str, key: str, job_id: str
+) -> None:
+    with _transaction(connection):
+        connection.execute(
+            "UPDATE schedule_runs SET job_id = ? WHERE schedule = ? AND key = ?",
+            (job_id, schedule_id, key),
+        )
+
+
+def _select_schedule_runs(
+    connection: sqlite3.Connection, schedule_id: str, limit: int
+) -> list[ScheduleRun]:
+    rows = connection.execute(
+        f"""
+        SELECT {_RUN_COLUMNS} FROM schedule_runs WHERE schedule = ?
+        ORDER BY due_at DESC, decided_at DESC, key DESC LIMIT ?
+        """,
+        (schedule_id, limit),
+    ).fetchall()
+    return [_run_from_row(row) for row in rows]
+
+
+def _has_unfinished_jobs(
+    connection: sqlite3.Connection, schedule_id: str, excluding_key: str | None
+) -> bool:
+    row = _fetch_one(
+        connection,
+        """
+        SELECT 1 FROM jobs
+        WHERE schedule_id = :schedule
+          AND state IN (SELECT value FROM json_each(:states))
+          AND (:excluding IS NULL OR idempotency_key IS NOT :excluding)
+        LIMIT 1
+        """,
+        {
+            "schedule": schedule_id,
+            "states": _dump_json([str(state) for state in _UNFINISHED_STATES]),
+            "excluding": excluding_key,
+        },
+    )
+    return row is not None

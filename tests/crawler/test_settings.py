@@ -142,3 +142,21 @@ async def test_source_address_binds_connections() -> None:
                 assert response.status == 200
 
     assert peers == ["127.0.1.7", "127.0.1.8"]
+
+
+def test_settings_run_scheduler_default_on() -> None:
+    assert load_settings({}).run_scheduler is True
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", False), ("0", False), ("ON", True)]
+)
+def test_settings_run_scheduler(value: str, expected: bool) -> None:
+    assert load_settings({"CRAWLER_RUN_SCHEDULER": value}).run_scheduler is expected
+
+
+def test_settings_bad_run_scheduler() -> None:
+    error = rejected_variable({"CRAWLER_RUN_SCHEDULER": "sometimes"})
+
+    assert error.option == "CRAWLER_RUN_SCHEDULER"
+    assert "'sometimes'" in error.message

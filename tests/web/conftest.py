@@ -1,7 +1,8 @@
 """Fixtures for the web tests: a real SQLite store in tmp_path and a test client.
 
 The client's server listens on 127.0.0.1 only (pytest-aiohttp's default), and
-the app runs without a worker, so no test crawls unless it starts one itself.
+the app runs without a worker or a scheduler, so no test crawls, and no
+schedule fires, unless the test starts that itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from web import create_app
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(store_url=f"sqlite:///{tmp_path / 'crawler.db'}", run_worker=False)
+    return Settings(
+        store_url=f"sqlite:///{tmp_path / 'crawler.db'}",
+        run_worker=False,
+        run_scheduler=False,
+    )
 
 
 @pytest.fixture

@@ -255,3 +255,48 @@ async def test_job_page_without_javascript(
         )
     # job.js clears this note when it draws the chart, so it proves no script ran.
     assert chart_note.startswith("Needs JavaScript")
+
+
+async def test_schedule_form_without_javascript(
+    chromium: Path, service: tuple[str, Path], tmp_path: Path
+) -> None:
+    base_url, _ = service
+
+    async with async_playwright() as playwright:
+        context = await open_browser(
+            playwright.chromium, chromium, tmp_path / "profile", javascript=False
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base_url}/")
+            await page.click("header nav >> text=Schedules")
+            await page.wait_for_url(f"{base_url}/schedules")
+            await page.fill("#name", "docs nightly")
+            await page.fill("#cron", "30 2 * * *")
+            await page.fill("#timezone", "America/New_York")
+            await page.fill("#seeds", f"http://{SITE_HOST}:9/")
+            await page.click("#schedule-form button[type=submit]")
+            await page.wait_for_url(re.compile(r"/schedules/[^/?#]+$"))
+            description = await element_text(page, "schedule-description")
+            next_runs = await page.locator("#next-runs time").all_text_contents()
+
+            await page.fill("#cron", "0 5 * * *")
+            await page.click("#schedule-form button[type=submit]")
+            await page.wait_for_load_state()
+            edited = await element_text(page, "schedule-cron")
+
+            await page.fill("#cron", "61 * * * *")
+            await page.click("#schedule-form button[type=submit]")
+            await page.wait_for_load_state()
+            error = await element_text(page, "error-cron")
+            screenshot = tmp_path / "schedule-page.png"
+            await page.screenshot(path=screenshot, full_page=True)
+        finally:
+            await context.close()
+
+    save_artifact(screenshot)
+    assert description == "At 02:30 every day"
+    assert len(next_runs) == 5
+    assert all(" 02:30 E" in text for text in next_runs), next_runs
+    assert edited == "0 5 * * *"
+    assert "Bad minute" in error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import exports, health, jobs, pages, scope_check
+from web.api import exports, health, jobs, pages, schedules, scope_check
 
 
 def add_api_routes(app: web.Application) -> None:
@@ -14,6 +14,8 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_routes(pages.routes)
     app.router.add_routes(exports.routes)
     app.router.add_routes(scope_check.routes)
+    app.router.add_routes(schedules.routes)
+    app.router.add_routes(schedules.enabled_routes)
 
 
 __all__ = ["add_api_routes"]

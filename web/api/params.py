@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from multidict import MultiMapping
 
 from crawler.records import ERROR_KINDS
+from crawler.scheduler import JOB_KEY_PREFIX
 from crawler.store.base import JobState, PageFilter
 from web.problems import InvalidParameterError
 
@@ -103,6 +104,13 @@ def parse_idempotency_key(headers: Mapping[str, str]) -> str | None:
         raise InvalidParameterError(
             "Idempotency-Key must be 1 to 200 printable ASCII characters, "
             "such as a UUID",
+            field="Idempotency-Key",
+        )
+    if raw.startswith(JOB_KEY_PREFIX):
+        raise InvalidParameterError(
+            f"Idempotency-Key must not start with {JOB_KEY_PREFIX!r}, which is "
+            "reserved for the jobs that schedules start; use another key, such "
+            "as a UUID",
             field="Idempotency-Key",
         )
     return raw
