@@ -47,9 +47,10 @@ HOSTS = ("127.0.3.1", "127.0.3.2", "127.0.3.3", "127.0.3.4")
 REPLICAS = 3
 PAGES_PER_HOST = 12
 HOST_DELAY_S = 0.25
-TIMING_SLACK_S = 0.03
+TIMING_SLACK_S = 0.06
 """How much closer than the delay two starts may look in the site's log,
-which stamps a request when it reaches the handler."""
+which stamps a request when it reaches the handler: transport work before
+that varies by tens of milliseconds on a busy machine."""
 LEASE_S = 3
 START_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 90.0

@@ -32,10 +32,10 @@ HOSTS = ("127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4")
 SOURCES = ("127.0.1.1", "127.0.1.2", "127.0.1.3")
 PAGES_PER_HOST = 12
 DELAY_S = 0.25
-TIMING_SLACK_S = 0.03
+TIMING_SLACK_S = 0.06
 """How much closer than the delay two starts may look in the site's log: the
 log takes the time when the request reaches the handler, after transport
-work that varies by a few milliseconds."""
+work that varies by a few milliseconds, and by tens on a busy machine."""
 
 
 @pytest.fixture(params=sorted(STORE_OPENERS))

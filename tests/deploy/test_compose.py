@@ -120,7 +120,10 @@ def test_app_store_is_mongo(services: dict[str, Any]) -> None:
     environment = services["app"]["environment"]
 
     url = environment["CRAWLER_STORE_URL"]
-    assert url == f"mongodb://crawler:{PASSWORD}@mongo:27017/crawler?authSource=admin"
+    assert url == (
+        f"mongodb://crawler:{PASSWORD}@mongo:27017/crawler"
+        "?authSource=admin&serverSelectionTimeoutMS=5000"
+    )
     mongo_env = services["mongo"]["environment"]
     assert mongo_env["MONGO_INITDB_ROOT_USERNAME"] == "crawler"
     assert mongo_env["MONGO_INITDB_ROOT_PASSWORD"] == PASSWORD
