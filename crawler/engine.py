@@ -265,16 +265,24 @@ class Crawler:
 
     async def _process(self, request: CrawlRequest) -> None:
         try:
-            record = await self._crawl(request)
-            if record is not None:
-                await self._save(record)
+            try:
+                record = await self._crawl(request)
+                if record is not None:
+                    await self._save(record)
+            except StoreError:
+                raise
+            except Exception:
+                # The top of a worker: a bug in one page must not end the crawl.
+                logger.exception("Unexpected error while crawling %s", request.url)
+                self.stats.skipped["internal_error"] += 1
+            await self._store.done(request)
         except asyncio.CancelledError:
             # Not done: the store may hand the request out again.
             raise
         except StoreError as exc:
-            # The record could not be kept, so the request must not be marked
-            # done either. It stays in progress, and the worker that reclaims
-            # the job returns it to the queue. Crawling on would lose more pages.
+            # The record, or the request's end, could not be stored. The
+            # request stays in progress, and the worker that reclaims it
+            # returns it to the queue. Crawling on would lose more pages.
             logger.error(
                 "Store failed while recording %s (%s); stopping the crawl",
                 request.url,
@@ -282,12 +290,6 @@ class Crawler:
                 extra={"url": request.url},
             )
             self.stop("store_error", cancel_in_flight=False)
-            return
-        except Exception:
-            # The top of a worker: a bug in one page must not end the crawl.
-            logger.exception("Unexpected error while crawling %s", request.url)
-            self.stats.skipped["internal_error"] += 1
-        await self._store.done(request)
 
     async def _crawl(self, request: CrawlRequest) -> PageRecord | None:
         """Fetch one request, following redirects hop by hop, and build its record."""

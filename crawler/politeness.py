@@ -32,6 +32,7 @@ class _HostState:
     active: int = 0
     next_start: float = 0.0
     waiters: int = 0
+    last_start: float | None = None
 
 
 class HostPoliteness:
@@ -63,7 +64,11 @@ class HostPoliteness:
         return self._state(host).delay_s
 
     def raise_delay(self, host: str, delay_s: float, *, reason: str) -> None:
-        """Make ``host``'s delay at least ``delay_s`` (capped at MAX_CRAWL_DELAY_S)."""
+        """Make ``host``'s delay at least ``delay_s`` (capped at MAX_CRAWL_DELAY_S).
+
+        The new delay counts from the last request start, so the request
+        after the robots.txt that set a Crawl-delay waits for that delay too.
+        """
         if delay_s > MAX_CRAWL_DELAY_S:
             logger.warning(
                 "%s asks for a %.1f s delay; capping it at %.0f s",
@@ -83,6 +88,8 @@ class HostPoliteness:
                 extra={"host": host},
             )
             state.delay_s = delay_s
+            if state.last_start is not None:
+                state.next_start = max(state.next_start, state.last_start + delay_s)
 
     def pause(self, host: str, seconds: float) -> None:
         """Start no request to ``host`` for the next ``seconds``."""
@@ -138,7 +145,8 @@ class HostPoliteness:
         try:
             while (wait := state.next_start - self._clock()) > 0:
                 await self._sleep(wait)
-            state.next_start = self._clock() + state.delay_s
+            state.last_start = self._clock()
+            state.next_start = state.last_start + state.delay_s
             yield
         finally:
             state.active -= 1

@@ -5,9 +5,10 @@ A :class:`Worker` runs in every web process (as a background task) and in
 A queued job is *claimed*: the worker takes the job's lease, seeds the
 frontier and renews the lease while it crawls. A worker with a free slot and
 no queued job *joins* a running job as a helper, so one job's fetches spread
-over every worker and replica. Every worker watches the stored state of its
-jobs, so cancel, pause and delete requests made through any replica take
-effect within about a second.
+over every worker and replica. A queued job takes the place of a job that a
+worker only helps with, so new jobs start even when every slot is busy. Every
+worker watches the stored state of its jobs, so cancel, pause and delete
+requests made through any replica take effect within about a second.
 
 Sharing one job between workers rests on three kinds of lease in the store:
 
@@ -123,6 +124,7 @@ class JobFrontier:
         """Seconds each host must still wait before its next start (the
         crawler's politeness), kept when a host is released."""
         self._in_flight: Counter[str] = Counter()
+        self._confirmed: dict[str, float] = {}
         self._others: set[str] = set()
         self._share = 1_000_000
         self._read_at = float("-inf")
@@ -153,14 +155,7 @@ class JobFrontier:
             )
             if request is None:
                 return None
-            if request.host in self.hosts or await self._store.acquire_host(
-                self._job_id,
-                request.host,
-                self._worker_id,
-                lease_s=self._lease_s,
-                now=now,
-            ):
-                self.hosts.add(request.host)
+            if await self._holds(request.host, now):
                 self._in_flight[request.host] += 1
                 return request
 
@@ -169,6 +164,24 @@ class JobFrontier:
             excluded.add(request.host)
             self._others.add(request.host)
         return None
+
+    async def _holds(self, host: str, now: float) -> bool:
+        """Return True if this worker holds ``host``'s lease, taking it if free.
+
+        A lease this worker took or confirmed less than half a lease ago is
+        trusted; an older one is confirmed in the store, because renewals may
+        have failed (a store outage) and another worker taken the host.
+        """
+        if host in self.hosts and now - self._confirmed[host] < self._lease_s / 2:
+            return True
+        if await self._store.acquire_host(
+            self._job_id, host, self._worker_id, lease_s=self._lease_s, now=now
+        ):
+            self.hosts.add(host)
+            self._confirmed[host] = now
+            return True
+        self.hosts.discard(host)
+        return False
 
     async def done(self, request: CrawlRequest) -> None:
         await self._store.complete_request(self._job_id, request.key)
@@ -180,7 +193,7 @@ class JobFrontier:
         """Requests queued or in progress anywhere; queued ones stop counting
         once the page budget is spent.
 
-        A helper is never told that nothing is pending: before the worker
+        For a helper this is never 0: before the worker
         that claimed the job has seeded it, the frontier is empty too. A helper
         leaves when it has been idle, and the claiming worker completes the
         job.
@@ -216,18 +229,21 @@ class JobFrontier:
             host for host, owner in held.items() if owner != self._worker_id
         }
 
-        held_live = sum(1 for owner in held.values() if owner is not None)
+        active = queued_hosts | {host for host, owner in held.items() if owner}
         worker_count = len(workers | {self._worker_id})
-        self._share = max(1, math.ceil((queued_hosts + held_live) / worker_count))
+        self._share = max(1, math.ceil(len(active) / worker_count))
 
-        surplus = len(self.hosts) - self._share
+        # Release the hosts with nothing in flight here: those with nothing
+        # queued always, the others while this worker has more than its share.
         idle = sorted(host for host in self.hosts if not self._in_flight[host])
-        if surplus > 0 and idle:
-            given = idle[:surplus]
+        drained = [host for host in idle if host not in queued_hosts]
+        surplus = max(0, len(self.hosts) - len(drained) - self._share)
+        given = drained + [host for host in idle if host in queued_hosts][:surplus]
+        if given:
             await self.release(given)
             self._others.update(given)
             logger.info(
-                "Worker %s handed %d hosts of job %s to other workers",
+                "Worker %s released %d idle hosts of job %s",
                 self._worker_id,
                 len(given),
                 self._job_id,
@@ -270,6 +286,8 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._crawlers: dict[str, Crawler] = {}
         self._left_idle: dict[str, float] = {}
+        self._helping: set[str] = set()
+        """Jobs this worker runs as a helper, which a queued job may preempt."""
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -321,13 +339,17 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             assignment = None
-            if len(self._running) < self._settings.worker_jobs:
-                try:
+            try:
+                if len(self._running) < self._settings.worker_jobs:
                     assignment = await self._next_assignment()
-                except StoreError as exc:
-                    logger.warning("Claiming a job failed (%s); retrying", exc)
+                elif self._helping:
+                    assignment = await self._preempt_helping()
+            except StoreError as exc:
+                logger.warning("Claiming a job failed (%s); retrying", exc)
             if assignment is not None:
                 job_id = assignment.job.id
+                if assignment.helper:
+                    self._helping.add(job_id)
                 task = asyncio.create_task(
                     self._run_job(assignment), name=f"job-{job_id}"
                 )
@@ -369,7 +391,38 @@ class Worker:
         )
         return _Assignment(job, helper=True)
 
+    async def _preempt_helping(self) -> _Assignment | None:
+        """Claim a queued job in place of a job this worker only helps with.
+
+        Without this, workers whose slots are all spent helping leave new
+        jobs queued until a running one ends. The helped job's crawl stops
+        taking URLs at once; until its fetches in flight end, this worker
+        runs one job more than ``worker_jobs``.
+        """
+        job = await self._store.claim_job(
+            self.worker_id,
+            lease_s=self._settings.lease_s,
+            now=self._clock(),
+            exclude=set(self._running),
+        )
+        if job is None:
+            return None
+        helped = min(self._helping)
+        self._helping.discard(helped)
+        crawler = self._crawlers.get(helped)
+        if crawler is not None:
+            crawler.stop("preempted", cancel_in_flight=False)
+        logger.info(
+            "Worker %s leaves job %s for queued job %s",
+            self.worker_id,
+            helped,
+            job.id,
+            extra={"job_id": job.id},
+        )
+        return _Assignment(job, helper=False)
+
     def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._helping.discard(job_id)
         self._running.pop(job_id, None)
         self._crawlers.pop(job_id, None)
 
@@ -531,8 +584,7 @@ class Worker:
         completed = reason == "max_duration" and not helper
         if reason in _DRAINED_REASONS and not helper:
             completed = await is_drained(self._store, job_id, crawler.options.max_pages)
-        if completed:
-            await self._finish(job_id, JobState.COMPLETED, None)
+        if completed and await self._finish(job_id, JobState.COMPLETED, None):
             logger.info(
                 "Job %s completed (%s): %d fetched, %d failed here",
                 job_id,
@@ -558,9 +610,14 @@ class Worker:
             extra=log_extra,
         )
 
-    async def _finish(self, job_id: str, state: JobState, error: str | None) -> None:
+    async def _finish(self, job_id: str, state: JobState, error: str | None) -> bool:
+        """Move a running job to ``state`` and drop this worker's leases on it.
+
+        Returns False when the job was no longer running (deleted, cancelled
+        or paused meanwhile) or the store failed.
+        """
         try:
-            await self._store.transition(
+            finished = await self._store.transition(
                 job_id, state, allowed_from=(JobState.RUNNING,), last_error=error
             )
             await self._store.release_job(job_id, self.worker_id)
@@ -572,3 +629,5 @@ class Worker:
                 exc,
                 extra={"job_id": job_id},
             )
+            return False
+        return finished is not None

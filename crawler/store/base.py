@@ -307,8 +307,8 @@ class Store(Protocol):
         entry (epoch seconds) or at once; return how many."""
         ...
 
-    async def queued_hosts(self, job_id: str) -> int:
-        """Count the job's hosts that have queued requests."""
+    async def queued_hosts(self, job_id: str) -> set[str]:
+        """Return the job's hosts that have queued requests."""
         ...
 
     async def live_workers(self, job_id: str, *, now: float) -> set[str]:

@@ -45,6 +45,9 @@ change in a job's frontier (with its budget) and every host lease change with a
 lock document, see :meth:`MongoStore._locked`.
 Unique indexes and deletes are atomic on both servers.
 
+Every public operation runs to its end even when its caller is cancelled
+(``crawler/store/shielding.py`` says why).
+
 Only features that MongoDB 6+ and FerretDB 1.24 both support are used: no
 transactions, ``$facet``, ``$lookup``, partial or TTL indexes, or pipeline
 updates.
@@ -104,6 +107,7 @@ from crawler.store.schedules import (
     ScheduleSpec,
     Unchanged,
 )
+from crawler.store.shielding import shield_operations, shielded
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +185,7 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
 )
 
 
+@shield_operations
 class MongoStore:
     """A Store on one MongoDB database, safe to share between hosts.
 
@@ -830,13 +835,13 @@ class MongoStore:
                 await self._workers.delete_one({"job": job_id, "worker": worker_id})
         return len(held)
 
-    async def queued_hosts(self, job_id: str) -> int:
-        """Count the job's hosts that have queued requests."""
+    async def queued_hosts(self, job_id: str) -> set[str]:
+        """Return the job's hosts that have queued requests."""
         with self._errors("queued_hosts"):
             hosts = await self._frontier.distinct(
                 "host", {"job": job_id, "state": "queued"}
             )
-        return len(hosts)
+        return set(hosts)
 
     async def live_workers(self, job_id: str, *, now: float) -> set[str]:
         """Return the workers whose membership in the job lasts past ``now``."""
@@ -920,8 +925,11 @@ class MongoStore:
         check_limit(batch_size)
         after: ObjectId | None = None
         while True:
+            # An export whose client goes away is cancelled here.
             with self._errors("iter_pages"):
-                batch = await self._select_pages(job_id, filters, after, batch_size)
+                batch = await shielded(self._select_pages)(
+                    job_id, filters, after, batch_size
+                )
             for _, record in batch:
                 yield record
             if len(batch) < batch_size:

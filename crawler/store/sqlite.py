@@ -615,9 +615,9 @@ class SqliteStore:
             None if hosts is None else list(hosts),
         )
 
-    async def queued_hosts(self, job_id: str) -> int:
-        """Count the job's hosts that have queued requests."""
-        return await self._run("queued_hosts", _count_queued_hosts, job_id)
+    async def queued_hosts(self, job_id: str) -> set[str]:
+        """Return the job's hosts that have queued requests."""
+        return await self._run("queued_hosts", _select_queued_hosts, job_id)
 
     async def live_workers(self, job_id: str, *, now: float) -> set[str]:
         """Return the workers whose membership in the job lasts past ``now``."""
@@ -1504,14 +1504,13 @@ def _release_hosts(
     return len(hosts)
 
 
-def _count_queued_hosts(connection: sqlite3.Connection, job_id: str) -> int:
-    row = _fetch_one(
-        connection,
-        "SELECT count(*) FROM frontier_hosts "
+def _select_queued_hosts(connection: sqlite3.Connection, job_id: str) -> set[str]:
+    rows = connection.execute(
+        "SELECT host FROM frontier_hosts "
         "WHERE job = (SELECT seq FROM jobs WHERE id = ?) AND head IS NOT NULL",
         (job_id,),
-    )
-    return 0 if row is None else int(row[0])
+    ).fetchall()
+    return {row["host"] for row in rows}
 
 
 def _select_live_workers(

@@ -155,6 +155,31 @@ async def test_delay_counts_from_previous_start() -> None:
     assert started == 1002.0
 
 
+async def test_raised_delay_counts_from_last_start() -> None:
+    clock = FakeClock()
+    politeness = make_politeness(clock, delay_s=0.5)
+
+    async with politeness.slot(HOST):
+        clock.now += 0.2
+    politeness.raise_delay(HOST, 2.0, reason="robots.txt Crawl-delay")
+    async with politeness.slot(HOST):
+        started = clock()
+
+    assert started == 1002.0
+    assert clock.sleeps == [pytest.approx(1.8)]
+
+
+async def test_raised_delay_before_any_start() -> None:
+    clock = FakeClock()
+    politeness = make_politeness(clock, delay_s=0.5)
+
+    politeness.raise_delay(HOST, 2.0, reason="robots.txt Crawl-delay")
+    async with politeness.slot(HOST):
+        started = clock()
+
+    assert started == 1000.0
+
+
 async def test_no_delay_no_sleep() -> None:
     clock = FakeClock()
     politeness = make_politeness(clock, delay_s=0.0)

@@ -64,23 +64,26 @@ async def stores(
         await handle.close()
 
 
-def worker_settings(source: str) -> Settings:
+def worker_settings(source: str, worker_jobs: int = 2) -> Settings:
     return Settings(
         allow_networks=parse_networks("127.0.0.0/8", option="allow_networks"),
         lease_s=3.0,
         shutdown_grace_s=2.0,
-        worker_jobs=2,
+        worker_jobs=worker_jobs,
         parse_mode="inline",
         source_address=source,
     )
 
 
 @asynccontextmanager
-async def running_workers(stores: list[Store]) -> AsyncIterator[None]:
+async def running_workers(
+    stores: list[Store], worker_jobs: int = 2
+) -> AsyncIterator[None]:
     """Run one worker on each of ``stores[1:]`` for the block."""
     async with AsyncExitStack() as stack:
         for handle, source in zip(stores[1:], SOURCES, strict=True):
-            worker = Worker(handle, worker_settings(source), poll_interval_s=0.2)
+            settings = worker_settings(source, worker_jobs)
+            worker = Worker(handle, settings, poll_interval_s=0.2)
             await worker.start()
             stack.push_async_callback(worker.stop, 2.0)
         yield
@@ -224,3 +227,33 @@ async def test_pause_and_resume_finish_once(stores: list[Store]) -> None:
         assert paused_pages < len(slow_mesh.page_urls())
         assert len(urls) == len(set(urls)), "a page was recorded twice"
         assert set(urls) == slow_mesh.page_urls()
+
+
+async def test_queued_job_preempts_helpers(stores: list[Store]) -> None:
+    store = stores[0]
+    with serve_mesh(HOSTS, pages_per_host=40, delay_s=0.2) as slow_mesh:
+        big, _ = await store.create_job(mesh_options(slow_mesh).to_mapping())
+        async with running_workers(stores, worker_jobs=1):
+            async with asyncio.timeout(15):
+                # Every worker's only slot is spent on the big job.
+                while len(await store.live_workers(big.id, now=time.time())) < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+
+            small, _ = await store.create_job(
+                mesh_options(slow_mesh, max_pages=3).to_mapping()
+            )
+            async with asyncio.timeout(20):
+                while True:
+                    stored = await store.get_job(small.id)
+                    assert stored is not None
+                    if stored.state is JobState.COMPLETED:
+                        break
+                    await asyncio.sleep(0.1)
+            still = await store.get_job(big.id)
+            await store.transition(
+                big.id, JobState.CANCELLED, allowed_from=[JobState.RUNNING]
+            )
+
+    assert still is not None
+    assert still.state is JobState.RUNNING, "the big job ended before the small one"
+    assert len(await recorded_urls(store, small.id)) == 3

@@ -320,12 +320,12 @@ async def test_queued_hosts(store: Store, job: Job) -> None:
     await store.add_requests(
         job.id, [request("/1"), request("/2"), request("/1", host="b.test")]
     )
-    assert await store.queued_hosts(job.id) == 2
+    assert await store.queued_hosts(job.id) == {"a.test", "b.test"}
 
     await store.pop_request(job.id, ["a.test"], "worker-a")
 
-    assert await store.queued_hosts(job.id) == 1
-    assert await store.queued_hosts("missing") == 0
+    assert await store.queued_hosts(job.id) == {"a.test"}
+    assert await store.queued_hosts("missing") == set()
 
 
 async def test_pop_only_hosts(store: Store, job: Job) -> None:
