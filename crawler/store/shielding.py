@@ -30,8 +30,10 @@ C = TypeVar("C", bound=type)
 
 
 def shield_operations(cls: C) -> C:
-    """Shield every public coroutine method defined on ``cls`` (see the module)."""
-    for name, member in list(vars(cls).items()):
+    """Shield every public coroutine method of ``cls``, inherited ones too
+    (see the module)."""
+    for name in dir(cls):
+        member = inspect.getattr_static(cls, name)
         if name.startswith("_") or not inspect.iscoroutinefunction(member):
             continue
         setattr(cls, name, shielded(member))

@@ -10,8 +10,7 @@ import pytest
 from crawler.store.shielding import shield_operations
 
 
-@shield_operations
-class SlowStore:
+class SlowWrites:
     def __init__(self) -> None:
         self.finished: list[str] = []
 
@@ -19,6 +18,10 @@ class SlowStore:
         await asyncio.sleep(0.05)
         self.finished.append(name)
         return name
+
+
+@shield_operations
+class SlowStore(SlowWrites):
 
     async def fail(self) -> None:
         await asyncio.sleep(0.05)

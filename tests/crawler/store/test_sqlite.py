@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import StoreError
-from crawler.store import sqlite as sqlite_store
-from crawler.store.sqlite import SCHEMA_VERSION, SqliteStore
+from crawler.store import sqlite_db
+from crawler.store.sqlite import SqliteStore
+from crawler.store.sqlite_db import SCHEMA_VERSION
 
 
 def read_pragma(path: Path, name: str) -> object:
@@ -73,7 +74,7 @@ async def test_connection_pragmas(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert pragmas["busy_timeout"] == sqlite_store.BUSY_TIMEOUT_MS
+    assert pragmas["busy_timeout"] == sqlite_db.BUSY_TIMEOUT_MS
     assert pragmas["synchronous"] == 1, "1 is NORMAL"
     assert pragmas["foreign_keys"] == 1
 
@@ -98,7 +99,7 @@ async def test_unopenable_path(tmp_path: Path) -> None:
 async def test_locked_database_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_MS", 20)
     path = tmp_path / "crawler.db"
     store = await SqliteStore.open(path)
     try:
@@ -114,8 +115,8 @@ async def test_locked_database_retried(
 async def test_lock_outlasting_retries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 10)
-    monkeypatch.setattr(sqlite_store, "RETRY_DELAY_S", 0.01)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_MS", 10)
+    monkeypatch.setattr(sqlite_db, "RETRY_DELAY_S", 0.01)
     path = tmp_path / "crawler.db"
     store = await SqliteStore.open(path)
     try:
