@@ -399,9 +399,8 @@ def _run_service_command(
     try:
         settings = load_settings()
     except InvalidOptionError as exc:
-        parser.exit(
-            EXIT_USAGE, f"crawler {args.command}: error: {exc.option}: {exc.message}\n"
-        )
+        # Settings messages start with the variable's name already.
+        parser.exit(EXIT_USAGE, f"crawler {args.command}: error: {exc.message}\n")
     if args.command == "worker":
         return run_worker(settings)
     plugin_run: int = args.plugins[args.command].run(args, settings)

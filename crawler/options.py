@@ -175,6 +175,14 @@ class CrawlOptions:
         for option_name in ("seeds", "sitemaps"):
             for url in getattr(self, option_name):
                 _check_url(option_name, url)
+                if len(url) > self.max_url_length:
+                    raise InvalidOptionError(
+                        option_name,
+                        f"{option_name} has a URL of {len(url)} characters, longer "
+                        f"than max_url_length ({self.max_url_length}), so it could "
+                        f"never be crawled: {url[:80]}...; shorten it or raise "
+                        "max_url_length",
+                    )
 
         _check_int("max_pages", self.max_pages, 1, 10_000_000)
         _check_int("max_depth", self.max_depth, 0, 1000)

@@ -186,7 +186,11 @@ class Scheduler:
 
         # Every process computes the same next run time from the stored run.
         # A late run skips the due times it counted as missed.
-        after = due_at if run.missed_count == 0 else max(due_at, run.decided_at)
+        after = due_at
+        if run.missed_count and run.outcome is RunOutcome.MISSED:
+            after = max(due_at, run.decided_at - int(self._grace_s))
+        elif run.missed_count:
+            after = max(due_at, run.decided_at)
         following = timetable.next_after(after)
         if await self._store.advance_schedule(
             schedule.id, due_at=due_at, next_run_at=following
@@ -206,7 +210,15 @@ class Scheduler:
     ) -> ScheduleRun:
         """Return the run this process proposes for ``due_at``."""
         late = now - due_at > self._grace_s
-        missed_count = timetable.count_due(due_at, now, MAX_MISSED_COUNT) if late else 0
+        missed_count = 0
+        if late:
+            # A skipped firing counts only the due times that are late
+            # themselves; a later one within the grace still starts its job.
+            # A run_once firing covers every due time up to now.
+            until = int(now)
+            if schedule.missed is Missed.SKIP:
+                until -= int(self._grace_s)
+            missed_count = timetable.count_due(due_at, until, MAX_MISSED_COUNT)
         if late and schedule.missed is Missed.SKIP:
             outcome = RunOutcome.MISSED
         elif schedule.overlap is Overlap.SKIP and await self._store.has_unfinished_jobs(

@@ -125,6 +125,7 @@ class JobFrontier:
         crawler's politeness), kept when a host is released."""
         self._in_flight: Counter[str] = Counter()
         self._confirmed: dict[str, float] = {}
+        self._handing_over: set[str] = set()
         self._others: set[str] = set()
         self._share = 1_000_000
         self._read_at = float("-inf")
@@ -139,9 +140,11 @@ class JobFrontier:
         now = self._clock()
         if now - self._read_at >= HELD_HOSTS_TTL_S:
             await self._read_shares(now)
-        excluded = set(busy_hosts) | self._others
+        excluded = set(busy_hosts) | self._others | self._handing_over
         # At its share a worker takes no new host.
-        only = self.hosts if len(self.hosts) >= self._share else None
+        only = None
+        if len(self.hosts) >= self._share:
+            only = self.hosts - self._handing_over
 
         for _ in range(MAX_HOST_RACES):
             request = await self._store.pop_request(
@@ -185,9 +188,13 @@ class JobFrontier:
 
     async def done(self, request: CrawlRequest) -> None:
         await self._store.complete_request(self._job_id, request.key)
-        self._in_flight[request.host] -= 1
-        if self._in_flight[request.host] <= 0:
-            del self._in_flight[request.host]
+        host = request.host
+        self._in_flight[host] -= 1
+        if self._in_flight[host] > 0:
+            return
+        del self._in_flight[host]
+        if host in self._handing_over:
+            await self._hand_over([host])
 
     async def pending(self) -> int:
         """Requests queued or in progress anywhere; queued ones stop counting
@@ -233,22 +240,32 @@ class JobFrontier:
         worker_count = len(workers | {self._worker_id})
         self._share = max(1, math.ceil(len(active) / worker_count))
 
-        # Release the hosts with nothing in flight here: those with nothing
-        # queued always, the others while this worker has more than its share.
+        # Hosts with nothing queued go at once when nothing is in flight
+        # here. Over its share, the worker also hands hosts over: it starts no
+        # new request to them and releases each once its requests are done.
         idle = sorted(host for host in self.hosts if not self._in_flight[host])
         drained = [host for host in idle if host not in queued_hosts]
-        surplus = max(0, len(self.hosts) - len(drained) - self._share)
-        given = drained + [host for host in idle if host in queued_hosts][:surplus]
+        surplus = len(self.hosts) - len(drained) - self._share
+        keep = sorted(
+            (host for host in self.hosts if host not in drained),
+            key=lambda host: (self._in_flight[host], host),
+        )
+        self._handing_over = set(keep[: max(0, surplus)])
+        given = drained + [host for host in idle if host in self._handing_over]
         if given:
-            await self.release(given)
-            self._others.update(given)
-            logger.info(
-                "Worker %s released %d idle hosts of job %s",
-                self._worker_id,
-                len(given),
-                self._job_id,
-                extra={"job_id": self._job_id},
-            )
+            await self._hand_over(given)
+
+    async def _hand_over(self, hosts: list[str]) -> None:
+        await self.release(hosts)
+        self._handing_over.difference_update(hosts)
+        self._others.update(hosts)
+        logger.info(
+            "Worker %s released %d hosts of job %s",
+            self._worker_id,
+            len(hosts),
+            self._job_id,
+            extra={"job_id": self._job_id},
+        )
 
 
 async def is_drained(store: Store, job_id: str, max_pages: int | None) -> bool:

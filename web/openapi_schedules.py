@@ -277,7 +277,9 @@ def schedule_api_paths() -> dict[str, Any]:
                 description="Its first run is the first due time after now. "
                 "Every invalid field gets a 422 problem whose field names it: "
                 "invalid-schedule for the schedule's own fields, invalid-option "
-                "with field job.OPTION for the job template.",
+                "with field job.OPTION for the job template. An Idempotency-Key "
+                "header gets a 400 problem: schedules are not created "
+                "idempotently, so a retry after a timeout should list them first.",
                 request_body=_json_body("ScheduleInput"),
             ),
             "get": _operation(
@@ -348,9 +350,12 @@ def schedule_api_paths() -> dict[str, Any]:
                     "400": _problem("BadRequest"),
                     "403": _problem("Forbidden"),
                     "404": _problem("NotFound"),
+                    "422": _problem("UnprocessableContent"),
                 },
                 description="Works on a disabled schedule too, and ignores the "
-                "overlap policy. The next run time stays as it is.",
+                "overlap policy. The next run time stays as it is. Takes no "
+                "body (an empty JSON object is accepted): the job uses the "
+                "schedule's template.",
                 parameters=[_param("ScheduleId"), _param("IdempotencyKey")],
             )
         },

@@ -15,7 +15,9 @@ from typing import Any
 from crawler.errors import InvalidOptionError, InvalidScheduleError
 from crawler.schedule import DEFAULT_TIMEZONE
 from crawler.store.schedules import Missed, Overlap, Schedule
+from web.api.body import check_text
 from web.job_summary import DEFAULT_OPTIONS
+from web.problems import MalformedJsonError
 
 INTEGER_OPTIONS = ("max_pages", "max_depth", "concurrency")
 FORM_OPTIONS = ("seeds", *INTEGER_OPTIONS, "scope", "allowed_domains")
@@ -130,6 +132,10 @@ def _other_options(text: str) -> dict[str, Any]:
             "other_options",
             f"Other options must be a JSON object such as {OTHER_OPTIONS_EXAMPLE}",
         )
+    try:
+        check_text(options)
+    except MalformedJsonError as exc:
+        raise InvalidScheduleError("other_options", exc.detail) from None
     own_field = sorted(set(options) & set(FORM_OPTIONS))
     if own_field:
         raise InvalidScheduleError(

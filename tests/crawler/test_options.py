@@ -372,3 +372,22 @@ def test_options_reject_too_many_seeds() -> None:
         CrawlOptions(seeds=seeds).validate()
 
     assert raised.value.option == "seeds"
+
+
+@pytest.mark.parametrize("option", ["seeds", "sitemaps"])
+def test_options_reject_url_over_max_url_length(option: str) -> None:
+    long_url = "http://a.test/" + "x" * 600
+
+    error = rejected_option({option: [long_url], "max_url_length": 512})
+
+    assert error.option == option
+    assert "614 characters" in error.message
+    assert "max_url_length (512)" in error.message
+
+
+def test_options_accept_url_at_max_url_length() -> None:
+    url = "http://a.test/" + "x" * (512 - len("http://a.test/"))
+
+    options = CrawlOptions.from_mapping({"seeds": [url], "max_url_length": 512})
+
+    assert options.seeds == (url,)

@@ -467,3 +467,46 @@ async def test_invalid_stored_cron_shown(client: Client, store: SqliteStore) -> 
     assert shown["description"].startswith("Never runs: cron '61 * * * *'")
     assert shown["next_runs"] == []
     assert page.status == 200
+
+
+async def test_create_rejects_idempotency_key(client: Client) -> None:
+    response = await client.post(
+        "/api/v1/schedules",
+        json=BODY,
+        headers={"Idempotency-Key": "sched-1"},
+    )
+
+    problem = await documented_json(response, SCHEDULES)
+    assert response.status == 400
+    assert problem["field"] == "Idempotency-Key"
+    listed = await (await client.get(SCHEDULES)).json()
+    assert listed["items"] == []
+
+
+@pytest.mark.parametrize("body", ['{"max_pages": 1}', "{bad"])
+async def test_run_rejects_a_body(client: Client, body: str) -> None:
+    created = await create(client)
+
+    response = await client.post(
+        f"/api/v1/schedules/{created['id']}/run",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+    problem = await documented_json(response, RUN)
+    assert response.status == 422
+    assert "takes no body" in problem["detail"]
+
+
+async def test_lone_surrogate_is_a_problem(client: Client) -> None:
+    response = await client.post(
+        "/api/v1/schedules",
+        data='{"name": "a\\ud800b", "cron": "0 0 * * *", '
+        '"job": {"seeds": ["http://127.0.0.1:9/"]}}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    problem = await documented_json(response, SCHEDULES)
+    assert response.status == 400
+    assert problem["field"] == "name"
+    assert "\\ud800" in problem["detail"]

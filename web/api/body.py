@@ -58,7 +58,42 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise InvalidBodyError(
             f"The body must be a JSON object, got a JSON {_json_type(data)}."
         )
+    check_text(data)
     return data
+
+
+def check_text(data: object, path: str = "") -> None:
+    """Raise MalformedJsonError naming the first string in ``data`` that is
+    not Unicode text.
+
+    JSON may escape an unpaired UTF-16 surrogate (``"\\ud800"``), which
+    Python decodes into a string that no UTF-8 store, log or page can encode.
+    """
+    pending: list[tuple[str, object]] = [(path, data)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{where}.{key}" if where else str(key)
+                _check_string(key, f"a key of {where or 'the body'}")
+                pending.append((child, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{n}]", item) for n, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, where)
+
+
+def _check_string(value: str, where: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        surrogate = value[exc.start]
+        raise MalformedJsonError(
+            f"{where} contains the unpaired UTF-16 surrogate "
+            f"\\u{ord(surrogate):04x}, which is not text; send the value as "
+            "valid Unicode.",
+            field=where,
+        ) from None
 
 
 def _json_type(value: object) -> str:

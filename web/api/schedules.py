@@ -18,6 +18,7 @@ from web.api.params import parse_cursor, parse_idempotency_key, parse_limit
 from web.job_summary import job_to_json, summarize_job
 from web.keys import REQUEST_ID, STORE
 from web.paths import API_PREFIX, job_api_path, schedule_api_path
+from web.problems import InvalidBodyError, InvalidParameterError
 from web.schedule_actions import (
     create_schedule,
     delete_schedule,
@@ -43,8 +44,20 @@ async def _schedule_response(
 
 @routes.post(f"{API_PREFIX}/schedules", name="api_create_schedule")
 async def create(request: web.Request) -> web.Response:
-    """Validate the schedule and store it. Its first run is the next due time."""
+    """Validate the schedule and store it. Its first run is the next due time.
+
+    An ``Idempotency-Key`` is rejected rather than ignored: a retried create
+    would otherwise store a second schedule, and every due time would then
+    start two jobs.
+    """
     store = request.app[STORE]
+    if "Idempotency-Key" in request.headers:
+        raise InvalidParameterError(
+            "Idempotency-Key is not supported when creating a schedule; send the "
+            "request without it, and after a timeout list the schedules "
+            "(GET /api/v1/schedules) before you retry.",
+            field="Idempotency-Key",
+        )
     spec = parse_schedule_spec(await read_json_object(request))
     schedule = await create_schedule(store, spec, request_id=request[REQUEST_ID])
     response = await _schedule_response(store, schedule, status=201)
@@ -138,6 +151,12 @@ async def run_now(request: web.Request) -> web.Response:
     store = request.app[STORE]
     client_key = parse_idempotency_key(request.headers)
     schedule = await load_schedule(store, request.match_info["schedule_id"])
+    if (await request.read()).strip() not in (b"", b"{}"):
+        raise InvalidBodyError(
+            "POST /schedules/{id}/run takes no body: the job uses the schedule's "
+            "template. Change the template with PATCH /api/v1/schedules/{id}, or "
+            "start a one-off job with POST /api/v1/jobs.",
+        )
     job, created = await start_manual_run(
         store, schedule, now=time.time(), client_key=client_key
     )

@@ -220,16 +220,21 @@ async def test_late_follower_of_on_time_decision(store: Store) -> None:
     )
 
     # The decider died; this process comes 3 hours later. It finishes the
-    # stored on-time run, and the due times after it count as missed.
+    # stored on-time run, the late due times after it count as missed, and
+    # the one 6 s ago, within the grace, starts its job.
     scheduler = Scheduler(store)
     first = await scheduler.tick(T + 3 * HOUR + 5)
     second = await scheduler.tick(T + 3 * HOUR + 6)
+    third = await scheduler.tick(T + 3 * HOUR + 6)
 
     assert [(r.due_at, r.outcome) for r in first] == [(T, RunOutcome.STARTED)]
     assert [(r.due_at, r.outcome, r.missed_count) for r in second] == [
-        (T + HOUR, RunOutcome.MISSED, 3)
+        (T + HOUR, RunOutcome.MISSED, 2)
     ]
-    assert len(await jobs_of(store, schedule.id)) == 1
+    assert [(r.due_at, r.outcome) for r in third] == [
+        (T + 3 * HOUR, RunOutcome.STARTED)
+    ]
+    assert len(await jobs_of(store, schedule.id)) == 2
     assert await next_run(store, schedule.id) == T + 4 * HOUR
 
 
@@ -349,7 +354,7 @@ async def test_missed_run_once(store: Store) -> None:
 async def test_missed_skip(store: Store) -> None:
     schedule = await create(store, missed=Missed.SKIP)
 
-    runs = await Scheduler(store).tick(T + 5 * HOUR + 30)
+    runs = await Scheduler(store).tick(T + 5 * HOUR + 90)
 
     assert [(r.due_at, r.outcome, r.missed_count, r.job_id) for r in runs] == [
         (T, RunOutcome.MISSED, 6, None)
@@ -358,11 +363,28 @@ async def test_missed_skip(store: Store) -> None:
     assert await next_run(store, schedule.id) == T + 6 * HOUR
 
 
+async def test_missed_skip_keeps_due_time_within_grace(store: Store) -> None:
+    schedule = await create(store, missed=Missed.SKIP)
+    scheduler = Scheduler(store)
+
+    first = await scheduler.tick(T + 5 * HOUR + 30)
+    second = await scheduler.tick(T + 5 * HOUR + 31)
+
+    assert [(r.due_at, r.outcome, r.missed_count) for r in first] == [
+        (T, RunOutcome.MISSED, 5)
+    ]
+    assert [(r.due_at, r.outcome) for r in second] == [
+        (T + 5 * HOUR, RunOutcome.STARTED)
+    ]
+    assert len(await jobs_of(store, schedule.id)) == 1
+    assert await next_run(store, schedule.id) == T + 6 * HOUR
+
+
 async def test_missed_then_on_time(store: Store) -> None:
     schedule = await create(store, missed=Missed.SKIP)
     scheduler = Scheduler(store)
 
-    await scheduler.tick(T + 2 * HOUR + 30)
+    await scheduler.tick(T + 2 * HOUR + 90)
     runs = await scheduler.tick(T + 3 * HOUR + 1)
 
     assert [(r.due_at, r.outcome) for r in runs] == [(T + 3 * HOUR, RunOutcome.STARTED)]

@@ -22,7 +22,6 @@ class SlowWrites:
 
 @shield_operations
 class SlowStore(SlowWrites):
-
     async def fail(self) -> None:
         await asyncio.sleep(0.05)
         raise ValueError("boom")
