@@ -213,18 +213,21 @@ class Crawler:
             request = await self._store.pop(self._politeness.busy_hosts())
             if request is None:
                 semaphore.release()
+                ready_in = self._politeness.seconds_until_ready()
                 if not self._tasks:
                     if await self._store.pending() == 0:
                         break
+                    # Waiting out a host's delay (a long Crawl-delay) is work,
+                    # not idleness.
+                    if ready_in is not None:
+                        last_pop = self._clock()
                     idle_s = self._clock() - last_pop
                     if self._idle_timeout_s is not None and (
                         idle_s >= self._idle_timeout_s
                     ):
                         self.stop("idle")
                         break
-                await self._wait_for_change(
-                    deadline, self._politeness.seconds_until_ready()
-                )
+                await self._wait_for_change(deadline, ready_in)
                 continue
 
             last_pop = self._clock()

@@ -125,6 +125,7 @@ class JobFrontier:
         crawler's politeness), kept when a host is released."""
         self._in_flight: Counter[str] = Counter()
         self._confirmed: dict[str, float] = {}
+        self._acquired_at: dict[str, float] = {}
         self._handing_over: set[str] = set()
         self._others: set[str] = set()
         self._share = 1_000_000
@@ -180,6 +181,8 @@ class JobFrontier:
         if await self._store.acquire_host(
             self._job_id, host, self._worker_id, lease_s=self._lease_s, now=now
         ):
+            if host not in self.hosts:
+                self._acquired_at[host] = now
             self.hosts.add(host)
             self._confirmed[host] = now
             return True
@@ -246,9 +249,10 @@ class JobFrontier:
         idle = sorted(host for host in self.hosts if not self._in_flight[host])
         drained = [host for host in idle if host not in queued_hosts]
         surplus = len(self.hosts) - len(drained) - self._share
+        # The newest hosts go first: the worker has done the least on them.
         keep = sorted(
             (host for host in self.hosts if host not in drained),
-            key=lambda host: (self._in_flight[host], host),
+            key=lambda host: (self._in_flight[host], -self._acquired_at[host]),
         )
         self._handing_over = set(keep[: max(0, surplus)])
         given = drained + [host for host in idle if host in self._handing_over]
@@ -612,6 +616,8 @@ class Worker:
             )
             return
 
+        if completed:
+            reason = "the job was no longer running"
         if helper:
             self._left_idle[job_id] = self._clock() + REJOIN_AFTER_S
         if reason != "deleted":
