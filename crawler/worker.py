@@ -17,7 +17,7 @@ Sharing one job between workers rests on three kinds of lease in the store:
 * Each host of a job is leased to one worker at a time, which alone fetches
   from it, so ``per_host_concurrency`` and ``per_host_delay_s`` hold across
   workers. A worker that leaves a job records when each of its hosts may be
-  fetched again; a dead worker's hosts are free once their lease expires.
+  fetched again. A dead worker's hosts are free once their lease expires.
 * ``max_pages`` caps the job's stored pop count, not each worker's.
 
 A job is completed by the worker that claimed it, when its frontier is
@@ -92,7 +92,7 @@ class JobFrontier:
     """The engine's CrawlStore interface, backed by one job in the service store.
 
     Pops take a host lease for each new host, so a host is fetched by one
-    worker at a time; with ``max_pages`` they stop at the job's page budget.
+    worker at a time. With ``max_pages`` they stop at the job's page budget.
 
     Hosts are shared out fairly: a worker leases at most its share of the
     job's hosts (hosts with work divided by the job's live workers). Over its
@@ -173,7 +173,7 @@ class JobFrontier:
         """Return True if this worker holds ``host``'s lease, taking it if free.
 
         A lease this worker took or confirmed less than half a lease ago is
-        trusted; an older one is confirmed in the store, because renewals may
+        trusted. An older one is confirmed in the store, because renewals may
         have failed (a store outage) and another worker taken the host.
         """
         if host in self.hosts and now - self._confirmed[host] < self._lease_s / 2:

@@ -36,6 +36,7 @@ from tests.test_nginx_config import render_config, running_nginx
 from tests.web.processes import (
     REPO_ROOT,
     SERVICE_HOST,
+    child_pids,
     free_port,
     gunicorn_command,
     log_tail,
@@ -141,15 +142,7 @@ class Replica:
 
     def worker_pids(self) -> set[int]:
         """Return the PIDs of the gunicorn master's children."""
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:
-                children.add(int(stat.parent.name))
-        return children
+        return child_pids(self.process.pid)
 
 
 def start_replica(index: int, store_url: str, folder: Path) -> Replica:

@@ -263,9 +263,8 @@ class Store(Protocol):
     async def renew_requests(
         self, job_id: str, worker_id: str, *, lease_s: float, now: float
     ) -> int:
-        """Extend the leases of the worker's in-progress requests and hosts in
-        the job, and its membership in the job's workers, to ``now + lease_s``;
-        return how many requests it holds."""
+        """Extend the worker's request leases, host leases and membership in
+        the job to ``now + lease_s``. Return how many requests it has leased."""
         ...
 
     async def requeue_in_progress(

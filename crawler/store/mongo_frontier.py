@@ -176,9 +176,8 @@ class MongoFrontier(mongo_base.MongoBase):
     async def renew_requests(
         self, job_id: str, worker_id: str, *, lease_s: float, now: float
     ) -> int:
-        """Extend the leases of the worker's in-progress requests and hosts in
-        the job, and its membership in the job's workers, to ``now + lease_s``;
-        return how many requests it holds."""
+        """Extend the worker's request leases, host leases and membership in
+        the job to ``now + lease_s``. Return how many requests it has leased."""
         check_lease(lease_s)
         expires_at = now + lease_s
         with self._errors("renew_requests"):
@@ -269,8 +268,8 @@ class MongoFrontier(mongo_base.MongoBase):
         return True
 
     async def held_hosts(self, job_id: str, *, now: float) -> dict[str, str | None]:
-        """Map the job's hosts that a worker holds to the holder, and the hosts
-        waiting for their ``free_at`` to None."""
+        """Map each leased host of the job to its worker, and each host
+        waiting for its ``free_at`` to None."""
         query = {
             "job": job_id,
             "$or": [

@@ -24,9 +24,10 @@ import pytest
 from crawler.guard import parse_networks
 from crawler.options import CrawlOptions
 from crawler.settings import Settings
-from crawler.store.base import JobState, Store
+from crawler.store.base import FINAL_STATES, JobState, Store
 from crawler.worker import Worker
 from tests.crawler.store.conftest import STORE_OPENERS, StoreOpener
+from tests.crawler.test_worker import wait_for_state
 from tests.sites.mesh import MeshSite, max_overlap, min_start_gap, serve_mesh
 
 HOSTS = ("127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4")
@@ -96,13 +97,8 @@ async def run_to_completion(
     """Run three workers on the job until it completes; return the job id."""
     store = stores[0]
     job, _ = await store.create_job(options.to_mapping())
-    async with running_workers(stores), asyncio.timeout(timeout_s):
-        while True:
-            stored = await store.get_job(job.id)
-            assert stored is not None
-            if stored.state is not JobState.RUNNING and stored.started_at:
-                break
-            await asyncio.sleep(0.1)
+    async with running_workers(stores):
+        stored = await wait_for_state(store, job.id, set(FINAL_STATES), timeout_s)
     assert stored.state is JobState.COMPLETED, stored
     return job.id
 
@@ -168,7 +164,7 @@ async def wait_for_pages(store: Store, job_id: str, count: int) -> None:
 
 
 async def wait_until_left(store: Store, job_id: str) -> None:
-    """Wait until no worker holds a URL, a host or membership in the job."""
+    """Wait until no worker has a URL, a host or membership in the job."""
     async with asyncio.timeout(15):
         while True:
             now = time.time()
@@ -216,13 +212,7 @@ async def test_pause_and_resume_finish_once(stores: list[Store]) -> None:
             await store.transition(
                 job.id, JobState.QUEUED, allowed_from=[JobState.PAUSED]
             )
-            async with asyncio.timeout(60):
-                while True:
-                    stored = await store.get_job(job.id)
-                    assert stored is not None
-                    if stored.state is JobState.COMPLETED:
-                        break
-                    await asyncio.sleep(0.1)
+            await wait_for_state(store, job.id, {JobState.COMPLETED}, 60)
 
         urls = await recorded_urls(store, job.id)
         assert paused_pages < len(slow_mesh.page_urls())
@@ -243,13 +233,7 @@ async def test_queued_job_preempts_helpers(stores: list[Store]) -> None:
             small, _ = await store.create_job(
                 mesh_options(slow_mesh, max_pages=3).to_mapping()
             )
-            async with asyncio.timeout(20):
-                while True:
-                    stored = await store.get_job(small.id)
-                    assert stored is not None
-                    if stored.state is JobState.COMPLETED:
-                        break
-                    await asyncio.sleep(0.1)
+            await wait_for_state(store, small.id, {JobState.COMPLETED}, 20)
             still = await store.get_job(big.id)
             await store.transition(
                 big.id, JobState.CANCELLED, allowed_from=[JobState.RUNNING]
@@ -275,13 +259,8 @@ async def test_long_delay_host_stays_with_its_worker(stores: list[Store]) -> Non
             max_retries=0,
         )
         job, _ = await store.create_job(options.to_mapping())
-        async with running_workers(stores[:3]), asyncio.timeout(60):
-            while True:
-                stored = await store.get_job(job.id)
-                assert stored is not None
-                if stored.state is JobState.COMPLETED:
-                    break
-                await asyncio.sleep(0.2)
+        async with running_workers(stores[:3]):
+            await wait_for_state(store, job.id, {JobState.COMPLETED}, 60)
 
     # The worker that seeded the job may take both hosts before the helper
     # joins and hand one over once: one extra robots.txt at most.

@@ -232,3 +232,18 @@ def gunicorn_command(control_socket: Path) -> list[str]:
     if "control_socket" in gunicorn.config.Config().settings:
         command += ["--control-socket", str(control_socket)]
     return command
+
+
+def child_pids(parent: int) -> set[int]:
+    """Return the PIDs of the processes whose parent is ``parent``."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # The command name in brackets may contain spaces, so split after it.
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent:
+            children.add(int(stat.parent.name))
+    return children

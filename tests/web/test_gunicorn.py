@@ -21,6 +21,7 @@ from tests.sites.tree import create_tree_app, tree_paths
 from tests.web.processes import (
     SERVICE_HOST,
     SITE_HOST,
+    child_pids,
     create_job,
     free_port,
     gunicorn_command,
@@ -44,21 +45,6 @@ BATCH = 8
 def tree_site() -> Iterator[ServedApp]:
     with serve_app(create_tree_app(PAGES, delay_s=0.02), SITE_HOST) as site:
         yield site
-
-
-def child_pids(parent: int) -> set[int]:
-    """Return the PIDs of the processes whose parent is ``parent``."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        # The command name in brackets may contain spaces, so split after it.
-        fields = text.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent:
-            children.add(int(stat.parent.name))
-    return children
 
 
 async def wait_for_workers(master: int, log: Path) -> set[int]:
