@@ -131,6 +131,10 @@ class Scheduler:
 
         Returns the run stored for each firing. A store error while firing one
         schedule is logged and leaves it to the next tick.
+
+        A firing that skipped missed due times may advance the schedule to a
+        due time less than the grace old; that one fires in the same tick, so
+        it cannot turn late while it waits for the next tick.
         """
         instant = self._clock() if now is None else now
         due = await self._store.due_schedules(int(instant), limit=DUE_BATCH)
@@ -138,6 +142,9 @@ class Scheduler:
         for schedule in due:
             try:
                 run = await self.fire(schedule, instant)
+                if run is not None and run.outcome is RunOutcome.MISSED:
+                    runs.append(run)
+                    run = await self._fire_caught_up(schedule.id, instant)
             except StoreError as exc:
                 logger.warning(
                     "Firing schedule %s failed (%s); the next tick retries",
@@ -148,6 +155,15 @@ class Scheduler:
             if run is not None:
                 runs.append(run)
         return runs
+
+    async def _fire_caught_up(self, schedule_id: str, now: float) -> ScheduleRun | None:
+        """Fire the schedule again if a skipped firing left it due at ``now``."""
+        schedule = await self._store.get_schedule(schedule_id)
+        if schedule is None or schedule.next_run_at is None:
+            return None
+        if schedule.next_run_at > now:
+            return None
+        return await self.fire(schedule, now)
 
     async def fire(self, schedule: Schedule, now: float) -> ScheduleRun | None:
         """Fire the schedule's stored next run time in the module docstring's steps.
